@@ -1,0 +1,74 @@
+"""The talkroom's state and rules, free of wire details: who is in, and what each action means.
+
+`Room` returns what must be sent (as `Outbox` entries) instead of sending, so the rules can be
+tested without sockets and the service layer decides how to encode and route.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from netbus.protocol.commands import TalkroomStatus
+
+__all__ = ["Member", "Room", "validate_enter", "validate_msg"]
+
+MAX_UNAME = 32
+
+
+@dataclass(slots=True)
+class Member:
+    key: Hashable  #: how the service addresses this user (a UserRef)
+    uname: str
+    usex: int
+    proto_type: int  #: last proto_type the user used with the talkroom; pushes use it
+
+    def as_body(self) -> dict[str, Any]:
+        return {"uname": self.uname, "usex": self.usex}
+
+
+def validate_enter(body: Any) -> tuple[str, int] | None:
+    """``(uname, usex)`` if the Enter body is valid (PROTOCOL.md §4.1), else None."""
+    if type(body) is not dict:
+        return None
+    uname, usex = body.get("uname"), body.get("usex")
+    if type(uname) is not str or not 1 <= len(uname) <= MAX_UNAME:
+        return None
+    if type(usex) is not int or usex not in (0, 1):
+        return None
+    return uname, usex
+
+
+def validate_msg(body: Any, max_len: int) -> str | None:
+    if type(body) is not str or len(body) > max_len:
+        return None
+    return body
+
+
+class Room:
+    """Members keyed by user; insertion order is arrival order."""
+
+    def __init__(self) -> None:
+        self.members: dict[Hashable, Member] = {}
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self.members
+
+    def get(self, key: Hashable) -> Member | None:
+        return self.members.get(key)
+
+    def enter(self, member: Member) -> TalkroomStatus:
+        if member.key in self.members:
+            return TalkroomStatus.IN_ROOM
+        self.members[member.key] = member
+        return TalkroomStatus.OK
+
+    def leave(self, key: Hashable) -> Member | None:
+        return self.members.pop(key, None)
+
+    def others(self, key: Hashable) -> list[Member]:
+        return [m for k, m in self.members.items() if k != key]

@@ -1,0 +1,932 @@
+/**
+ * netbus.js: a browser client for the netbus wire protocol, version 1, over WebSocket.
+ *
+ * Plain ES module with no dependencies and no build step. Runs in browsers and in Node >= 20
+ * (tests inject a WebSocket test double; Node 20 has no global WebSocket).
+ *
+ * Wire format (PROTOCOL.md): one binary WebSocket message carries exactly one cmd_buf with no
+ * length prefix:
+ *
+ *     u16 stype | u16 ctype | u32 utag | u16 proto_type | body        (all little-endian)
+ *
+ * proto_type 1 (JSON): the body is one string whose text is {"0": value}.
+ * proto_type 2 (BUF):  fields packed in order, following the command's layout (CODECS below).
+ * A string is a u16 count of UTF-8 bytes, then those bytes.
+ *
+ * Errors:
+ *
+ *     NetbusError
+ *     ├── ProtocolError            bytes from the peer break the contract (decodeCmd throws only this)
+ *     ├── LocalProtocolError       our own value cannot go on the wire (a bug in the caller)
+ *     ├── ServiceUnavailableError  the gateway says the request's service cannot be reached
+ *     ├── RequestTimeoutError      no reply arrived within timeoutMs
+ *     └── ConnectionClosedError    the connection closed (or was never open) before a reply came
+ *
+ * The protocol has no request ids. A reply has the same (stype, ctype) as its request, and the
+ * service answers one connection's requests in order, so NetbusClient matches replies to
+ * requests FIFO per (stype, ctype). Pushes use ctypes that are never requested.
+ */
+
+// ------------------------------------------------------------------------------- constants
+
+/** Body encodings (PROTOCOL.md §1). Any other proto_type is malformed. */
+export const ProtoType = Object.freeze({ JSON: 1, BUF: 2 });
+
+/** Service numbers. 0 is the gateway's own control channel, designed by netbus. */
+export const Stype = Object.freeze({ Gateway: 0, TalkRoom: 1, Auth: 2 });
+
+/** Talkroom commands, stype 1 (PROTOCOL.md §4.1). */
+export const TalkroomCmd = Object.freeze({
+  Enter: 1,
+  Exit: 2,
+  UserArrived: 3, // push
+  UserExit: 4, // push
+  SendMsg: 5,
+  UserMsg: 6, // push
+});
+
+/** Auth commands, stype 2 (PROTOCOL.md §4.2). JSON only. */
+export const AuthCmd = Object.freeze({
+  GUEST_LOGIN: 1,
+  RELOGIN: 2, // push: this account logged in elsewhere; the gateway closes this connection next
+});
+
+/** Gateway control commands, stype 0. */
+export const GatewayCmd = Object.freeze({
+  HEARTBEAT: 1, // client -> gateway, echoed back; JSON null / BUF empty
+  SERVICE_UNAVAILABLE: 2, // gateway -> client: {stype, ctype} of a packet it could not deliver
+  SHUTDOWN: 3, // gateway -> client: {reason}; the gateway is going away
+  RATE_LIMITED: 4, // gateway -> client: {dropped} packets were dropped by the rate limit
+});
+
+/** Talkroom status codes. */
+export const TalkroomStatus = Object.freeze({
+  OK: 1,
+  INVALID_OPT: -100,
+  IN_ROOM: -101,
+  NOT_IN_ROOM: -102,
+});
+
+/** Auth status codes. */
+export const AuthStatus = Object.freeze({
+  OK: 1,
+  SYSTEM_ERROR: -100,
+  INVALID_PARAMS: -101,
+  INVALID_OPT: -102,
+  ILLEGAL_ACCOUNT: -103,
+});
+
+/** Which way a body travels; BUF layouts differ per direction. */
+export const Direction = Object.freeze({ TO_SERVER: 0, TO_CLIENT: 1 });
+
+export const HEADER_SIZE = 10;
+/** The largest cmd_buf (what a u16 TCP frame length can carry; the same limit applies to WS). */
+export const MAX_CMD_BUF = 65535 - 2;
+
+// ---------------------------------------------------------------------------------- errors
+
+/** Root of every error this module throws on purpose. */
+export class NetbusError extends Error {
+  constructor(message, options) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/**
+ * The peer sent bytes that break the wire contract. `kind` is a short stable label
+ * ("short_header", "bad_proto_type", "bad_json", "json_length", "bad_utf8", "short_body",
+ * "long_body", "no_buf_layout", "too_long", "not_binary"), the same labels as the Python side.
+ */
+export class ProtocolError extends NetbusError {
+  constructor(kind, detail = "") {
+    super(detail ? `${kind}: ${detail}` : kind);
+    this.kind = kind;
+    this.detail = detail;
+  }
+}
+
+/** Our own value cannot be put on the wire (wrong type, out of range, too long). */
+export class LocalProtocolError extends NetbusError {}
+
+/** The gateway reported that the service of a request cannot be reached. */
+export class ServiceUnavailableError extends NetbusError {
+  constructor(stype, ctype) {
+    super(`service ${stype} is unavailable (command ${ctype})`);
+    this.stype = stype;
+    this.ctype = ctype;
+  }
+}
+
+/** No reply arrived within the request's timeout. */
+export class RequestTimeoutError extends NetbusError {
+  constructor(stype, ctype, timeoutMs) {
+    super(`no reply to (${stype}, ${ctype}) within ${timeoutMs} ms`);
+    this.stype = stype;
+    this.ctype = ctype;
+  }
+}
+
+/** The connection is not open, or closed before the reply arrived. */
+export class ConnectionClosedError extends NetbusError {
+  constructor(message = "connection closed", { code = 0, reason = "" } = {}) {
+    super(message);
+    this.code = code;
+    this.reason = reason;
+  }
+}
+
+// ------------------------------------------------------------------------- strings, ints
+
+const utf8Encoder = new TextEncoder();
+// fatal: invalid UTF-8 throws instead of becoming U+FFFD. ignoreBOM: a leading U+FEFF is text,
+// not a byte-order mark to strip, or strings starting with it would not round-trip.
+const utf8Decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+// A lone surrogate has no UTF-8 form; TextEncoder would silently turn it into U+FFFD.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+function checkWellFormed(text) {
+  if (LONE_SURROGATE.test(text)) {
+    throw new LocalProtocolError("string holds a lone surrogate and cannot be UTF-8");
+  }
+}
+
+/** UTF-8 bytes of `text`, checked to fit a u16 count. */
+function utf8(text) {
+  if (typeof text !== "string") {
+    throw new LocalProtocolError(`expected a string, got ${describe(text)}`);
+  }
+  checkWellFormed(text);
+  const bytes = utf8Encoder.encode(text);
+  if (bytes.length > 0xffff) {
+    throw new LocalProtocolError(`string of ${bytes.length} UTF-8 bytes exceeds 65535`);
+  }
+  return bytes;
+}
+
+function describe(value) {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  return typeof value;
+}
+
+const INT_KINDS = {
+  i16: { size: 2, min: -0x8000, max: 0x7fff, get: "getInt16", set: "setInt16" },
+  u16: { size: 2, min: 0, max: 0xffff, get: "getUint16", set: "setUint16" },
+  i32: { size: 4, min: -0x80000000, max: 0x7fffffff, get: "getInt32", set: "setInt32" },
+  u32: { size: 4, min: 0, max: 0xffffffff, get: "getUint32", set: "setUint32" },
+};
+const FIELD_KINDS = new Set([...Object.keys(INT_KINDS), "str"]);
+
+/** Builds a BUF body field by field (the original framework's proto_tools write side). */
+export class Writer {
+  #chunks = [];
+  #length = 0;
+
+  #int(kind, value) {
+    const spec = INT_KINDS[kind];
+    if (!Number.isInteger(value) || value < spec.min || value > spec.max) {
+      throw new LocalProtocolError(`${kind} field needs an integer in ${spec.min}..${spec.max}, got ${String(value)}`);
+    }
+    const chunk = new Uint8Array(spec.size);
+    new DataView(chunk.buffer)[spec.set](0, value, true);
+    return this.bytes(chunk);
+  }
+
+  i16(value) { return this.#int("i16", value); }
+  u16(value) { return this.#int("u16", value); }
+  i32(value) { return this.#int("i32", value); }
+  u32(value) { return this.#int("u32", value); }
+
+  /** A u16 byte count, then the UTF-8 bytes. */
+  str(value) {
+    const data = utf8(value);
+    this.u16(data.length);
+    return this.bytes(data);
+  }
+
+  /** Raw bytes, appended as they are. */
+  bytes(data) {
+    this.#chunks.push(data);
+    this.#length += data.length;
+    return this;
+  }
+
+  get length() { return this.#length; }
+
+  toBytes() {
+    const out = new Uint8Array(this.#length);
+    let pos = 0;
+    for (const chunk of this.#chunks) {
+      out.set(chunk, pos);
+      pos += chunk.length;
+    }
+    return out;
+  }
+}
+
+/** Reads BUF fields from `bytes` starting at `offset`; every read is bounds-checked. */
+export class Reader {
+  constructor(bytes, offset = HEADER_SIZE) {
+    this.bytes = bytes;
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.pos = offset;
+  }
+
+  #take(size) {
+    if (this.pos + size > this.bytes.length) {
+      throw new ProtocolError("short_body", `need ${size} bytes at offset ${this.pos}`);
+    }
+    const at = this.pos;
+    this.pos += size;
+    return at;
+  }
+
+  #int(kind) {
+    const spec = INT_KINDS[kind];
+    return this.view[spec.get](this.#take(spec.size), true);
+  }
+
+  i16() { return this.#int("i16"); }
+  u16() { return this.#int("u16"); }
+  i32() { return this.#int("i32"); }
+  u32() { return this.#int("u32"); }
+
+  str() {
+    const size = this.u16();
+    if (this.pos + size > this.bytes.length) {
+      throw new ProtocolError("short_body", `string of ${size} bytes overruns the body`);
+    }
+    const at = this.#take(size);
+    try {
+      return utf8Decoder.decode(this.bytes.subarray(at, at + size));
+    } catch {
+      throw new ProtocolError("bad_utf8", `invalid UTF-8 in a string at offset ${at}`);
+    }
+  }
+
+  get remaining() { return this.bytes.length - this.pos; }
+
+  /** A BUF body that is too long is malformed (PROTOCOL.md §3.3). */
+  expectEnd() {
+    if (this.pos !== this.bytes.length) {
+      throw new ProtocolError("long_body", `${this.bytes.length - this.pos} trailing bytes`);
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------ BUF layouts
+
+/**
+ * A BUF body of named fields, decoded to (and encoded from) an object, like its JSON twin.
+ * `fieldsLayout(["uname", "str"], ["usex", "i16"])` is talkroom Enter C->S.
+ * With no fields it is the empty body, decoded to null (and encoded from anything).
+ */
+export function fieldsLayout(...fields) {
+  for (const [name, kind] of fields) {
+    if (!FIELD_KINDS.has(kind)) throw new TypeError(`unknown BUF field kind ${kind} for ${name}`);
+  }
+  return Object.freeze({
+    encode(value, writer) {
+      if (fields.length === 0) return;
+      if (value === null || typeof value !== "object" || Array.isArray(value)) {
+        throw new LocalProtocolError(`BUF layout needs an object, got ${describe(value)}`);
+      }
+      for (const [name, kind] of fields) {
+        if (!Object.hasOwn(value, name)) throw new LocalProtocolError(`BUF body is missing field ${name}`);
+        writer[kind](value[name]);
+      }
+    },
+    decode(reader) {
+      if (fields.length === 0) {
+        reader.expectEnd();
+        return null;
+      }
+      const value = {};
+      for (const [name, kind] of fields) value[name] = reader[kind]();
+      reader.expectEnd();
+      return value;
+    },
+  });
+}
+
+/** A BUF body of exactly one field, decoded to the bare value (a status, a message). */
+export function scalarLayout(kind) {
+  if (!FIELD_KINDS.has(kind)) throw new TypeError(`unknown BUF field kind ${kind}`);
+  return Object.freeze({
+    encode(value, writer) { writer[kind](value); },
+    decode(reader) {
+      const value = reader[kind]();
+      reader.expectEnd();
+      return value;
+    },
+  });
+}
+
+/** SendMsg S->C: `i16 status`, then on OK only `str uname, i16 usex, str msg`. */
+const sendMsgReplyLayout = Object.freeze({
+  encode(value, writer) {
+    if (value === null || typeof value !== "object" || !Object.hasOwn(value, "0")) {
+      throw new LocalProtocolError('SendMsg reply needs {"0": status, ...}');
+    }
+    writer.i16(value["0"]);
+    if (value["0"] === TalkroomStatus.OK) writer.str(value["1"]).i16(value["2"]).str(value["3"]);
+  },
+  decode(reader) {
+    const status = reader.i16();
+    if (status !== TalkroomStatus.OK) {
+      reader.expectEnd();
+      return { 0: status };
+    }
+    const value = { 0: status, 1: reader.str(), 2: reader.i16(), 3: reader.str() };
+    reader.expectEnd();
+    return value;
+  },
+});
+
+/**
+ * BUF layouts per (stype, ctype, direction). JSON needs none; a command with no layout for a
+ * direction accepts JSON only there. Use `CODECS.copy()` and `register()` to add a service.
+ */
+export class CodecRegistry {
+  #layouts = new Map();
+
+  /** Register the BUF layouts of one command; either direction may be omitted. */
+  register(stype, ctype, { toServer, toClient } = {}) {
+    if (toServer) this.#layouts.set(layoutKey(stype, ctype, Direction.TO_SERVER), toServer);
+    if (toClient) this.#layouts.set(layoutKey(stype, ctype, Direction.TO_CLIENT), toClient);
+    return this;
+  }
+
+  /** The layout for one direction of a command, or undefined when it is JSON only. */
+  layout(stype, ctype, direction) {
+    return this.#layouts.get(layoutKey(stype, ctype, direction));
+  }
+
+  copy() {
+    const clone = new CodecRegistry();
+    for (const [key, layout] of this.#layouts) clone.#layouts.set(key, layout);
+    return clone;
+  }
+}
+
+function layoutKey(stype, ctype, direction) {
+  return `${stype}:${ctype}:${direction}`;
+}
+
+function defaultCodecs() {
+  const reg = new CodecRegistry();
+  const user = fieldsLayout(["uname", "str"], ["usex", "i16"]);
+  const status = scalarLayout("i16");
+  const empty = fieldsLayout();
+  const t = Stype.TalkRoom;
+  reg.register(t, TalkroomCmd.Enter, { toServer: user, toClient: status });
+  reg.register(t, TalkroomCmd.Exit, { toServer: empty, toClient: status });
+  reg.register(t, TalkroomCmd.UserArrived, { toClient: user });
+  reg.register(t, TalkroomCmd.UserExit, { toClient: user });
+  reg.register(t, TalkroomCmd.SendMsg, { toServer: scalarLayout("str"), toClient: sendMsgReplyLayout });
+  reg.register(t, TalkroomCmd.UserMsg, {
+    toClient: fieldsLayout(["0", "str"], ["1", "i16"], ["2", "str"]),
+  });
+  const g = Stype.Gateway;
+  reg.register(g, GatewayCmd.HEARTBEAT, { toServer: empty, toClient: empty });
+  reg.register(g, GatewayCmd.SERVICE_UNAVAILABLE, {
+    toClient: fieldsLayout(["stype", "u16"], ["ctype", "u16"]),
+  });
+  reg.register(g, GatewayCmd.SHUTDOWN, { toClient: fieldsLayout(["reason", "str"]) });
+  reg.register(g, GatewayCmd.RATE_LIMITED, { toClient: fieldsLayout(["dropped", "u16"]) });
+  // Auth is JSON only for clients; an empty RELOGIN layout matches the server's registry.
+  reg.register(Stype.Auth, AuthCmd.RELOGIN, { toClient: empty });
+  return reg;
+}
+
+/** Every command in the contract. */
+export const CODECS = defaultCodecs();
+
+// --------------------------------------------------------------------------- header, bodies
+
+/** The 10-byte header as a Uint8Array. */
+export function packHeader(stype, ctype, utag, protoType) {
+  const writer = new Writer().u16(stype).u16(ctype).u32(utag);
+  if (protoType !== ProtoType.JSON && protoType !== ProtoType.BUF) {
+    throw new LocalProtocolError(`unknown proto_type ${String(protoType)}`);
+  }
+  return writer.u16(protoType).toBytes();
+}
+
+/**
+ * Parse and validate the header at the start of `bytes`.
+ * @throws {ProtocolError} shorter than a header, or proto_type not 1 or 2.
+ */
+export function unpackHeader(bytes) {
+  const data = asBytes(bytes);
+  if (data.length < HEADER_SIZE) throw new ProtocolError("short_header", `${data.length} bytes`);
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const header = {
+    stype: view.getUint16(0, true),
+    ctype: view.getUint16(2, true),
+    utag: view.getUint32(4, true),
+    protoType: view.getUint16(8, true),
+  };
+  if (header.protoType !== ProtoType.JSON && header.protoType !== ProtoType.BUF) {
+    throw new ProtocolError("bad_proto_type", String(header.protoType));
+  }
+  return header;
+}
+
+/** A proto_type 1 body: u16 count, then the UTF-8 text of {"0": value}. */
+export function encodeJsonBody(value) {
+  let text;
+  try {
+    // The replacer rejects lone surrogates anywhere in the value, keys included: they cannot
+    // be UTF-8, and the server treats their JSON escapes as malformed.
+    text = JSON.stringify({ 0: value === undefined ? null : value }, (key, v) => {
+      checkWellFormed(key);
+      if (typeof v === "string") checkWellFormed(v);
+      return v;
+    });
+  } catch (err) {
+    if (err instanceof LocalProtocolError) throw err;
+    throw new LocalProtocolError(`value is not JSON-serialisable: ${err.message}`);
+  }
+  return new Writer().str(text).toBytes();
+}
+
+/**
+ * Decode a proto_type 1 body that fills `bytes` from `offset` to its end.
+ * @throws {ProtocolError} wrong byte count, invalid UTF-8 or JSON, not an object, no key "0".
+ */
+export function decodeJsonBody(bytes, offset = HEADER_SIZE) {
+  const data = asBytes(bytes);
+  if (data.length - offset < 2) throw new ProtocolError("short_body", "JSON body without its length");
+  const size = data[offset] | (data[offset + 1] << 8);
+  if (offset + 2 + size !== data.length) {
+    throw new ProtocolError("json_length", `count ${size} != ${data.length - offset - 2} bytes`);
+  }
+  let text;
+  try {
+    text = utf8Decoder.decode(data.subarray(offset + 2));
+  } catch {
+    throw new ProtocolError("bad_utf8", "JSON text is not valid UTF-8");
+  }
+  let doc;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw new ProtocolError("bad_json", err.message);
+  }
+  if (doc === null || typeof doc !== "object" || Array.isArray(doc)) {
+    throw new ProtocolError("bad_json", "top-level value is not an object");
+  }
+  if (!Object.hasOwn(doc, "0")) throw new ProtocolError("bad_json", 'object has no key "0"');
+  return doc["0"];
+}
+
+/**
+ * Build a whole cmd_buf (header + body) as a Uint8Array.
+ *
+ * @param {number} stype
+ * @param {number} ctype
+ * @param {*} body  JSON: any JSON value (undefined is sent as null). BUF: per the layout.
+ * @param {number} [protoType=ProtoType.JSON]
+ * @param {object} [options]
+ * @param {number} [options.utag=0]  clients send 0
+ * @param {number} [options.direction=Direction.TO_SERVER]  which BUF layout to use; a test
+ *   server uses Direction.TO_CLIENT
+ * @param {CodecRegistry} [options.codecs=CODECS]
+ * @throws {LocalProtocolError} the body does not fit, has no BUF layout, or is too long.
+ */
+export function encodeCmd(stype, ctype, body, protoType = ProtoType.JSON,
+  { utag = 0, direction = Direction.TO_SERVER, codecs = CODECS } = {}) {
+  const header = packHeader(stype, ctype, utag, protoType);
+  let payload;
+  if (protoType === ProtoType.JSON) {
+    payload = encodeJsonBody(body);
+  } else {
+    const layout = codecs.layout(stype, ctype, direction);
+    if (!layout) throw new LocalProtocolError(`(${stype}, ${ctype}) has no BUF layout in this direction`);
+    const writer = new Writer();
+    layout.encode(body, writer);
+    payload = writer.toBytes();
+  }
+  const size = HEADER_SIZE + payload.length;
+  if (size > MAX_CMD_BUF) throw new LocalProtocolError(`cmd_buf of ${size} bytes exceeds ${MAX_CMD_BUF}`);
+  const out = new Uint8Array(size);
+  out.set(header, 0);
+  out.set(payload, HEADER_SIZE);
+  return out;
+}
+
+/**
+ * Decode one cmd_buf (a whole WebSocket message).
+ *
+ * @param {ArrayBuffer|ArrayBufferView} bytes
+ * @param {object} [options]
+ * @param {number} [options.direction=Direction.TO_CLIENT]  BUF layouts of what a client
+ *   receives; a test server decodes with Direction.TO_SERVER
+ * @param {CodecRegistry} [options.codecs=CODECS]
+ * @returns {{stype: number, ctype: number, utag: number, protoType: number, body: *}}
+ * @throws {ProtocolError} for any malformed input, and only that.
+ */
+export function decodeCmd(bytes, { direction = Direction.TO_CLIENT, codecs = CODECS } = {}) {
+  const data = asBytes(bytes);
+  if (data.length > MAX_CMD_BUF) throw new ProtocolError("too_long", `${data.length} bytes`);
+  const { stype, ctype, utag, protoType } = unpackHeader(data);
+  let body;
+  if (protoType === ProtoType.JSON) {
+    body = decodeJsonBody(data, HEADER_SIZE);
+  } else {
+    const layout = codecs.layout(stype, ctype, direction);
+    if (!layout) throw new ProtocolError("no_buf_layout", `(${stype}, ${ctype}) accepts JSON only`);
+    body = layout.decode(new Reader(data, HEADER_SIZE));
+  }
+  return { stype, ctype, utag, protoType, body };
+}
+
+/** View any binary input as a Uint8Array without copying. */
+function asBytes(input) {
+  if (input instanceof Uint8Array) return input;
+  if (input instanceof ArrayBuffer) return new Uint8Array(input);
+  if (ArrayBuffer.isView(input)) return new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
+  throw new ProtocolError("not_binary", `expected binary data, got ${describe(input)}`);
+}
+
+// ------------------------------------------------------------------------------- the client
+
+const DEFAULTS = Object.freeze({
+  protoType: ProtoType.JSON, // for requests that do not say
+  timeoutMs: 10_000, // per request; 0 waits forever
+  connectTimeoutMs: 10_000,
+  heartbeatMs: 20_000, // HEARTBEAT period while connected; 0 turns heartbeats off
+});
+
+// A push with its event name and the detail handed to listeners.
+const PUSHES = new Map([
+  [`${Stype.TalkRoom}:${TalkroomCmd.UserArrived}`, ["userArrived", userDetail]],
+  [`${Stype.TalkRoom}:${TalkroomCmd.UserExit}`, ["userExit", userDetail]],
+  [`${Stype.TalkRoom}:${TalkroomCmd.UserMsg}`,
+    ["userMsg", (b) => ({ uname: b?.["0"], usex: b?.["1"], msg: b?.["2"] })]],
+  [`${Stype.Auth}:${AuthCmd.RELOGIN}`, ["relogin", () => null]],
+  [`${Stype.Gateway}:${GatewayCmd.HEARTBEAT}`, ["heartbeat", () => null]],
+  [`${Stype.Gateway}:${GatewayCmd.SERVICE_UNAVAILABLE}`,
+    ["unavailable", (b) => ({ stype: b?.stype, ctype: b?.ctype })]],
+  [`${Stype.Gateway}:${GatewayCmd.SHUTDOWN}`, ["shutdown", (b) => ({ reason: b?.reason ?? "" })]],
+  [`${Stype.Gateway}:${GatewayCmd.RATE_LIMITED}`, ["rateLimited", (b) => ({ dropped: b?.dropped ?? 0 })]],
+]);
+
+function userDetail(body) {
+  return { uname: body?.uname, usex: body?.usex };
+}
+
+function cmdKey(stype, ctype) {
+  return `${stype}:${ctype}`;
+}
+
+function makeEvent(type, detail) {
+  if (typeof CustomEvent === "function") return new CustomEvent(type, { detail });
+  const event = new Event(type);
+  event.detail = detail;
+  return event;
+}
+
+/**
+ * One WebSocket connection to a netbus gateway.
+ *
+ * Events (EventTarget, `event.detail`; or `client.on(type, detail => ...)`):
+ *
+ * | type          | detail                                  | when |
+ * |---------------|-----------------------------------------|------|
+ * | `userArrived` | `{uname, usex}`                         | talkroom push |
+ * | `userExit`    | `{uname, usex}`                         | talkroom push |
+ * | `userMsg`     | `{uname, usex, msg}`                    | talkroom push |
+ * | `relogin`     | `null`                                  | kicked: logged in elsewhere; close follows |
+ * | `unavailable` | `{stype, ctype}`                        | gateway could not deliver a packet |
+ * | `shutdown`    | `{reason}`                              | the gateway is going away |
+ * | `rateLimited` | `{dropped}`                             | the gateway dropped packets |
+ * | `heartbeat`   | `null`                                  | a HEARTBEAT echo arrived |
+ * | `message`     | `{stype, ctype, utag, protoType, body}` | every decoded packet, before the others |
+ * | `protocolError` | `{error}`                             | a malformed message was dropped |
+ * | `close`       | `{code, reason, wasClean, kicked, byClient}` | an open connection ended |
+ *
+ * `close` fires once per connection that opened; a connect() that fails only rejects.
+ * After a close, connect() may be called again; listeners stay attached.
+ */
+export class NetbusClient extends EventTarget {
+  #options;
+  #ws = null;
+  #state = "idle"; // idle | connecting | open | closed
+  #url = "";
+  #pending = new Map(); // cmdKey -> [{resolve, reject, timer, stype, ctype, seq}] in send order
+  #seq = 0; // send order across commands
+  #heartbeatTimer = null;
+  #lastReceived = 0;
+  #echoSeen = false; // the gateway has echoed a heartbeat: silence now means a dead link
+  #kicked = false;
+  #connectSettle = null; // {resolve, reject, timer} while connecting
+
+  /**
+   * @param {object} [options]
+   * @param {Function} [options.WebSocketImpl=globalThis.WebSocket]  constructor(url)
+   * @param {number} [options.protoType=ProtoType.JSON]  default for requests
+   * @param {number} [options.timeoutMs=10000]  default request timeout; 0 = none
+   * @param {number} [options.connectTimeoutMs=10000]
+   * @param {number} [options.heartbeatMs=20000]  0 = no heartbeats
+   * @param {CodecRegistry} [options.codecs=CODECS]
+   */
+  constructor(options = {}) {
+    super();
+    this.#options = { ...DEFAULTS, WebSocketImpl: globalThis.WebSocket, codecs: CODECS, ...options };
+    /** The last successful GUEST_LOGIN reply on this connection, or null. */
+    this.account = null;
+  }
+
+  /** "idle" (never connected), "connecting", "open" or "closed". */
+  get state() { return this.#state; }
+  get url() { return this.#url; }
+  get connected() { return this.#state === "open"; }
+
+  /** Subscribe to an event with a callback that gets the detail; returns an unsubscribe function. */
+  on(type, callback) {
+    const listener = (event) => callback(event.detail);
+    this.addEventListener(type, listener);
+    return () => this.removeEventListener(type, listener);
+  }
+
+  /**
+   * Open the WebSocket. Resolves once it is open; rejects with ConnectionClosedError if it
+   * closes first or takes longer than connectTimeoutMs.
+   */
+  connect(url) {
+    if (this.#state === "connecting" || this.#state === "open") {
+      return Promise.reject(new LocalProtocolError(`connect() while ${this.#state}`));
+    }
+    const Impl = this.#options.WebSocketImpl;
+    if (typeof Impl !== "function") {
+      return Promise.reject(new LocalProtocolError("no WebSocket implementation available"));
+    }
+    let ws;
+    try {
+      ws = new Impl(url);
+    } catch (err) {
+      return Promise.reject(new ConnectionClosedError(`cannot open ${url}: ${err.message}`));
+    }
+    ws.binaryType = "arraybuffer";
+    this.#ws = ws;
+    this.#url = url;
+    this.#state = "connecting";
+    this.#kicked = false;
+    this.#echoSeen = false;
+    this.account = null;
+
+    // Every handler checks that its socket is still the current one, so a late event from an
+    // abandoned socket never touches the next connection.
+    ws.onopen = () => { if (ws === this.#ws) this.#onOpen(); };
+    ws.onmessage = (event) => { if (ws === this.#ws) this.#onMessage(event.data); };
+    ws.onclose = (event) => {
+      if (ws === this.#ws) {
+        this.#teardown({ code: event?.code ?? 1006, reason: event?.reason ?? "", wasClean: Boolean(event?.wasClean) });
+      }
+    };
+    // Browsers give no details on error; a close event always follows, so wait for that.
+    ws.onerror = () => {};
+
+    return new Promise((resolve, reject) => {
+      const timer = this.#options.connectTimeoutMs > 0
+        ? setTimeout(() => {
+          if (ws === this.#ws) this.#teardown({ code: 4000, reason: "connect timeout", wasClean: false });
+        }, this.#options.connectTimeoutMs)
+        : null;
+      this.#connectSettle = { resolve, reject, timer };
+    });
+  }
+
+  /**
+   * Send a request and resolve with the reply body (decoded; JSON value or BUF object).
+   *
+   * @param {number} stype
+   * @param {number} ctype
+   * @param {*} body
+   * @param {{protoType?: number, timeoutMs?: number}} [options]
+   * @returns {Promise<*>} rejects with ServiceUnavailableError, RequestTimeoutError,
+   *   ConnectionClosedError or LocalProtocolError.
+   */
+  request(stype, ctype, body, { protoType = this.#options.protoType, timeoutMs = this.#options.timeoutMs } = {}) {
+    let data;
+    try {
+      data = this.#encode(stype, ctype, body, protoType);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise((resolve, reject) => {
+      const entry = { stype, ctype, resolve, reject, timer: null, seq: this.#seq++ };
+      const key = cmdKey(stype, ctype);
+      // A request that timed out leaves the queue. If its reply arrives later it is matched to
+      // the next request of the same command: without request ids there is no way to tell.
+      // Leaving a placeholder instead would shift every later reply by one if the reply is
+      // lost, which is worse.
+      if (timeoutMs > 0) {
+        entry.timer = setTimeout(() => {
+          this.#removePending(key, entry);
+          reject(new RequestTimeoutError(stype, ctype, timeoutMs));
+        }, timeoutMs);
+      }
+      const queue = this.#pending.get(key);
+      if (queue) queue.push(entry);
+      else this.#pending.set(key, [entry]);
+      try {
+        this.#ws.send(data);
+      } catch (err) {
+        clearTimeout(entry.timer);
+        this.#removePending(key, entry);
+        reject(new ConnectionClosedError(`send failed: ${err.message}`));
+      }
+    });
+  }
+
+  /**
+   * Send a packet that expects no reply.
+   * @throws {ConnectionClosedError|LocalProtocolError}
+   */
+  send(stype, ctype, body, { protoType = this.#options.protoType } = {}) {
+    this.#ws.send(this.#encode(stype, ctype, body, protoType));
+  }
+
+  /** Send one HEARTBEAT (also sent every heartbeatMs while connected). */
+  heartbeat() {
+    const protoType = this.#options.protoType;
+    this.send(Stype.Gateway, GatewayCmd.HEARTBEAT, null, { protoType });
+  }
+
+  /**
+   * GUEST_LOGIN with `key`. Resolves with the reply object: check `reply.status`
+   * (AuthStatus.OK = 1, then uid, unick, usex, uface, uvip, guest_key are set).
+   */
+  async guestLogin(key, { timeoutMs } = {}) {
+    const reply = await this.request(Stype.Auth, AuthCmd.GUEST_LOGIN, key, { protoType: ProtoType.JSON, timeoutMs });
+    if (reply && reply.status === AuthStatus.OK) this.account = reply;
+    return reply;
+  }
+
+  /** Talkroom Enter. Resolves with the status (TalkroomStatus). */
+  enter(uname, usex, options = {}) {
+    return this.request(Stype.TalkRoom, TalkroomCmd.Enter, { uname, usex }, options);
+  }
+
+  /** Talkroom Exit. Resolves with the status (TalkroomStatus). */
+  exit(options = {}) {
+    return this.request(Stype.TalkRoom, TalkroomCmd.Exit, null, options);
+  }
+
+  /**
+   * Talkroom SendMsg. Resolves with the reply: `{"0": 1, "1": uname, "2": usex, "3": msg}` on
+   * OK, `{"0": status}` otherwise.
+   */
+  sendMsg(msg, options = {}) {
+    return this.request(Stype.TalkRoom, TalkroomCmd.SendMsg, msg, options);
+  }
+
+  /** Close the connection now; pending requests reject with ConnectionClosedError. Idempotent. */
+  close(code = 1000, reason = "") {
+    if (!this.#ws) return;
+    const ws = this.#ws;
+    this.#teardown({ code, reason, wasClean: true, byClient: true });
+    try {
+      ws.close(code, reason);
+    } catch {
+      ws.close(); // a code outside 1000/3000-4999 throws in browsers
+    }
+  }
+
+  // ----------------------------------------------------------------------------- internals
+
+  #encode(stype, ctype, body, protoType) {
+    if (this.#state !== "open") throw new ConnectionClosedError(`not connected (${this.#state})`);
+    return encodeCmd(stype, ctype, body, protoType, { codecs: this.#options.codecs });
+  }
+
+  #onOpen() {
+    this.#state = "open";
+    this.#lastReceived = Date.now();
+    const period = this.#options.heartbeatMs;
+    if (period > 0) this.#heartbeatTimer = setInterval(() => this.#onHeartbeatTick(period), period);
+    const settle = this.#connectSettle;
+    this.#connectSettle = null;
+    if (settle) {
+      clearTimeout(settle.timer);
+      settle.resolve();
+    }
+  }
+
+  #onHeartbeatTick(period) {
+    // Only once the gateway has shown that it echoes heartbeats does silence mean the link is
+    // dead: browsers can take minutes to notice a vanished peer on their own.
+    if (this.#echoSeen && Date.now() - this.#lastReceived > 2.5 * period) {
+      const ws = this.#ws;
+      this.#teardown({ code: 4000, reason: "heartbeat timeout", wasClean: false });
+      try { ws.close(4000, "heartbeat timeout"); } catch { /* already closed */ }
+      return;
+    }
+    try {
+      this.heartbeat();
+    } catch { /* closing */ }
+  }
+
+  #onMessage(data) {
+    let packet;
+    try {
+      if (typeof data === "string") throw new ProtocolError("not_binary", "text message");
+      packet = decodeCmd(data, { codecs: this.#options.codecs });
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      this.#emit("protocolError", { error: err });
+      return;
+    }
+    this.#lastReceived = Date.now();
+    const { stype, ctype, body } = packet;
+    if (stype === Stype.Gateway && ctype === GatewayCmd.HEARTBEAT) this.#echoSeen = true;
+    if (stype === Stype.Auth && ctype === AuthCmd.RELOGIN) this.#kicked = true;
+    this.#emit("message", packet);
+
+    const key = cmdKey(stype, ctype);
+    const queue = this.#pending.get(key);
+    if (queue && queue.length > 0) {
+      const entry = queue.shift();
+      if (queue.length === 0) this.#pending.delete(key);
+      clearTimeout(entry.timer);
+      entry.resolve(body);
+      return;
+    }
+    const push = PUSHES.get(key);
+    if (!push) return; // an unmatched reply (its request timed out): nothing to do
+    const [type, toDetail] = push;
+    const detail = toDetail(body);
+    if (type === "unavailable") this.#failUnavailable(detail.stype, detail.ctype);
+    this.#emit(type, detail);
+  }
+
+  /**
+   * The gateway could not deliver a packet for (stype, ctype). It answers that packet the way
+   * a reply would, so it fails the oldest pending request of that command; when none matches
+   * exactly (say, a fire-and-forget send), the oldest pending request of the service.
+   */
+  #failUnavailable(stype, ctype) {
+    let key = cmdKey(stype, ctype);
+    if (!this.#pending.has(key)) {
+      let oldest = null;
+      for (const [k, queue] of this.#pending) {
+        if (queue[0].stype === stype && (!oldest || queue[0].seq < oldest.seq)) {
+          oldest = queue[0];
+          key = k;
+        }
+      }
+      if (!oldest) return;
+    }
+    const queue = this.#pending.get(key);
+    const entry = queue.shift();
+    if (queue.length === 0) this.#pending.delete(key);
+    clearTimeout(entry.timer);
+    entry.reject(new ServiceUnavailableError(stype, entry.ctype));
+  }
+
+  #removePending(key, entry) {
+    const queue = this.#pending.get(key);
+    if (!queue) return;
+    const at = queue.indexOf(entry);
+    if (at >= 0) queue.splice(at, 1);
+    if (queue.length === 0) this.#pending.delete(key);
+  }
+
+  /** End the current connection once: stop timers, fail pending requests, emit close. */
+  #teardown({ code, reason, wasClean, byClient = false }) {
+    const ws = this.#ws;
+    if (!ws) return;
+    this.#ws = null;
+    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    const wasOpen = this.#state === "open";
+    this.#state = "closed";
+    clearInterval(this.#heartbeatTimer);
+    this.#heartbeatTimer = null;
+
+    const error = new ConnectionClosedError(
+      byClient ? "connection closed by the client" : `connection closed (${code}${reason ? ` ${reason}` : ""})`,
+      { code, reason },
+    );
+    const settle = this.#connectSettle;
+    this.#connectSettle = null;
+    if (settle) {
+      clearTimeout(settle.timer);
+      settle.reject(error);
+    }
+    const pending = [...this.#pending.values()].flat();
+    this.#pending.clear();
+    for (const entry of pending) {
+      clearTimeout(entry.timer);
+      entry.reject(error);
+    }
+    if (wasOpen) this.#emit("close", { code, reason, wasClean, kicked: this.#kicked, byClient });
+  }
+
+  #emit(type, detail) {
+    this.dispatchEvent(makeEvent(type, detail));
+  }
+}

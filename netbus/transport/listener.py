@@ -1,0 +1,81 @@
+"""Start client and service listeners: TCP or WebSocket, plain or TLS, one call each."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from netbus.errors import ConfigError
+from netbus.protocol.header import MAX_CMD_BUF
+from netbus.transport.link import Link, LinkHandler
+from netbus.transport.tcp import TcpLink
+from netbus.transport.ws import WsLink
+
+__all__ = ["ListenerSpec", "server_ssl_context", "start_listener"]
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerSpec:
+    """Where and how to listen. ``port=0`` picks a free port (tests)."""
+
+    kind: str = "tcp"  #: "tcp" or "ws"
+    host: str = "127.0.0.1"
+    port: int = 0
+    is_encrypt: bool = False
+    certfile: str | None = None
+    keyfile: str | None = None
+    max_cmd_buf: int = MAX_CMD_BUF
+    max_buffered_out: int = 4 * 1024 * 1024
+    reuse_port: bool = False
+
+
+def server_ssl_context(certfile: str | None, keyfile: str | None) -> ssl.SSLContext:
+    """A TLS server context (TLS 1.2+) from PEM files.
+
+    Raises:
+        ConfigError: a file is missing or unreadable, with the path in the message.
+    """
+    if not certfile:
+        raise ConfigError("is_encrypt is set but no TLS certfile is configured")
+    for path in (certfile, keyfile):
+        if path and not Path(path).is_file():
+            raise ConfigError(f"TLS file not found: {path}")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(certfile, keyfile)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"cannot load TLS certificate {certfile}: {exc}") from None
+    return ctx
+
+
+def link_factory(spec: ListenerSpec, handler: LinkHandler) -> Callable[[], Link]:
+    cls: type[TcpLink] | type[WsLink]
+    if spec.kind == "tcp":
+        cls = TcpLink
+    elif spec.kind == "ws":
+        cls = WsLink
+    else:
+        raise ConfigError(f"listener kind must be 'tcp' or 'ws', not {spec.kind!r}")
+
+    def make() -> Link:
+        return cls(handler, max_cmd_buf=spec.max_cmd_buf, max_buffered_out=spec.max_buffered_out)
+
+    return make
+
+
+async def start_listener(spec: ListenerSpec, handler: LinkHandler) -> asyncio.Server:
+    """Listen per ``spec``; every accepted connection becomes a `Link` reporting to ``handler``."""
+    ctx = server_ssl_context(spec.certfile, spec.keyfile) if spec.is_encrypt else None
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(
+        link_factory(spec, handler),
+        spec.host,
+        spec.port,
+        ssl=ctx,
+        reuse_port=spec.reuse_port or None,
+        backlog=4096,
+    )

@@ -1,0 +1,136 @@
+"""A persistent link from a gateway to one service address, reconnecting forever.
+
+Backoff is "full jitter" exponential: the first retry comes fast (a service restart should
+cost users as little as possible) and the delay is capped at a few seconds, so a returning
+service is found quickly without a thundering herd of gateways.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from enum import Enum
+
+from netbus.transport.link import LinkHandler
+from netbus.transport.tcp import TcpLink
+
+__all__ = ["Backoff", "LinkState", "Upstream"]
+
+log = logging.getLogger("netbus.upstream")
+
+
+class Backoff:
+    """Exponential backoff with full jitter: ``uniform(0, min(cap, base * 2**n))``."""
+
+    def __init__(self, base: float = 0.05, cap: float = 3.0) -> None:
+        self.base = base
+        self.cap = cap
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self.cap, self.base * (2**self.failures))
+        self.failures += 1
+        return random.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class LinkState(Enum):
+    CONNECTING = "connecting"  #: no link yet, trying
+    UP = "up"  #: connected; packets flow
+    DOWN = "down"  #: lost; waiting for the next retry
+    STOPPED = "stopped"  #: closed on purpose
+
+
+class Upstream:
+    """Keeps one `TcpLink` to ``host:port`` alive; reports opens/closes to ``handler``.
+
+    Args:
+        name: for logs and metrics, e.g. ``"talkroom@127.0.0.1:6084"``.
+        handler: gets ``link_opened`` / ``packet_received`` / ``link_closed`` for each link.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        handler: LinkHandler,
+        *,
+        name: str = "",
+        backoff: Backoff | None = None,
+        connect_timeout: float = 3.0,
+        max_buffered_out: int = 64 * 1024 * 1024,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.name = name or f"{host}:{port}"
+        self.handler = handler
+        self.backoff = backoff or Backoff()
+        self.connect_timeout = connect_timeout
+        self.max_buffered_out = max_buffered_out
+        self.link: TcpLink | None = None
+        self.state = LinkState.CONNECTING
+        self.reconnects = 0
+        self._task: asyncio.Task[None] | None = None
+        self._up = asyncio.Event()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
+
+    @property
+    def is_up(self) -> bool:
+        return self.state is LinkState.UP and self.link is not None and not self.link.closed
+
+    async def wait_up(self) -> None:
+        await self._up.wait()
+
+    def send_raw(self, cmd_buf: bytes | bytearray | memoryview) -> bool:
+        link = self.link
+        if link is None or link.closed:
+            return False
+        return link.send_raw(cmd_buf)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            link = TcpLink(self.handler, max_buffered_out=self.max_buffered_out)
+            link.owner = self
+            try:
+                async with asyncio.timeout(self.connect_timeout):
+                    await loop.create_connection(lambda link=link: link, self.host, self.port)
+            except (OSError, TimeoutError) as exc:
+                self.state = LinkState.DOWN
+                delay = self.backoff.next_delay()
+                if self.backoff.failures in (1, 10) or self.backoff.failures % 100 == 0:
+                    log.warning("%s: connect failed (%s); retrying in %.2fs", self.name, exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            self.link = link
+            self.state = LinkState.UP
+            self._up.set()
+            if self.reconnects or self.backoff.failures:
+                log.info("%s: link up", self.name)
+            self.backoff.reset()
+            await link.wait_closed()
+            self._up.clear()
+            self.state = LinkState.DOWN
+            self.reconnects += 1
+            log.warning("%s: link lost (%s)", self.name, link.close_reason)
+            await asyncio.sleep(self.backoff.next_delay())
+
+    async def close(self) -> None:
+        self.state = LinkState.STOPPED
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        if self.link is not None:
+            self.link.close("upstream stopped")
+            await self.link.wait_closed()
+        self.state = LinkState.STOPPED
