@@ -4,6 +4,7 @@ from netbus.client import Client, Push
 from netbus.errors import (
     ConfigError,
     LocalProtocolError,
+    LoginRequired,
     NetbusError,
     ProtocolError,
     RequestTimeout,
@@ -19,6 +20,7 @@ __all__ = [
     "Client",
     "ConfigError",
     "LocalProtocolError",
+    "LoginRequired",
     "NetbusError",
     "ProtoType",
     "ProtocolError",

@@ -40,7 +40,9 @@ __all__ = [
     "parse_address",
 ]
 
-_config_path: contextvars.ContextVar[str | None] = contextvars.ContextVar("netbus_config", default=None)
+_config_path: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "netbus_config", default=None
+)
 
 
 class _Model(BaseModel):

@@ -7,6 +7,7 @@
     ├── LocalProtocolError       our own code misused an API (also an AssertionError)
     ├── ConfigError              the configuration is invalid (also a ValueError)
     ├── ServiceUnavailable       a request could not reach its service
+    │   └── LoginRequired        ... because the connection has not logged in yet
     └── RequestTimeout           no reply arrived in time (also a TimeoutError)
 
 `ProtocolError` is the *one* type that malformed network input ever raises out of
@@ -20,6 +21,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "LocalProtocolError",
+    "LoginRequired",
     "NetbusError",
     "ProtocolError",
     "RequestTimeout",
@@ -59,6 +61,15 @@ class ServiceUnavailable(NetbusError):
         self.stype = stype
         self.ctype = ctype
         super().__init__(f"service {stype} unavailable (ctype {ctype})")
+
+
+class LoginRequired(ServiceUnavailable):
+    """The gateway refused a packet sent before login (only Auth commands pass)."""
+
+    def __init__(self, stype: int, ctype: int) -> None:
+        NetbusError.__init__(self, f"log in before using service {stype} (ctype {ctype})")
+        self.stype = stype
+        self.ctype = ctype
 
 
 class RequestTimeout(NetbusError, TimeoutError):

@@ -36,23 +36,35 @@ class Metrics:
             "netbus_connections_accepted", "Accepted connections", ["kind"], registry=r
         )
         self.packets = Counter(
-            "netbus_packets", "Packets by direction, stype and ctype",
-            ["direction", "stype", "ctype"], registry=r,
+            "netbus_packets",
+            "Packets by direction, stype and ctype",
+            ["direction", "stype", "ctype"],
+            registry=r,
         )
-        self.bytes = Counter("netbus_bytes", "cmd_buf bytes by direction", ["direction"], registry=r)
+        self.bytes = Counter(
+            "netbus_bytes", "cmd_buf bytes by direction", ["direction"], registry=r
+        )
         self.protocol_errors = Counter(
             "netbus_protocol_errors", "Rejected input by kind", ["kind"], registry=r
         )
-        self.dropped = Counter("netbus_dropped", "Packets dropped, by reason", ["reason"], registry=r)
+        self.dropped = Counter(
+            "netbus_dropped", "Packets dropped, by reason", ["reason"], registry=r
+        )
         self.logins = Counter("netbus_logins", "Login results", ["result"], registry=r)
         self.link_up = Gauge(
             "netbus_service_link_up", "1 if the link to a service is up", ["service"], registry=r
         )
         self.reconnects = Counter(
-            "netbus_service_link_reconnects", "Service links re-established", ["service"], registry=r
+            "netbus_service_link_reconnects",
+            "Service links re-established",
+            ["service"],
+            registry=r,
         )
         self.handler_seconds = Histogram(
-            "netbus_handler_seconds", "Service handler latency", ["stype"], registry=r,
+            "netbus_handler_seconds",
+            "Service handler latency",
+            ["stype"],
+            registry=r,
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5),
         )
         self._packet_children: dict[tuple[str, int, int], Counter] = {}
@@ -74,7 +86,9 @@ class Metrics:
         try:
             yield
         finally:
-            self.handler_seconds.labels(_label(stype, _KNOWN_STYPES)).observe(perf_counter() - start)
+            self.handler_seconds.labels(_label(stype, _KNOWN_STYPES)).observe(
+                perf_counter() - start
+            )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -17,7 +17,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from netbus.errors import ProtocolError, RequestTimeout, ServiceUnavailable
+from netbus.errors import LoginRequired, ProtocolError, RequestTimeout, ServiceUnavailable
 from netbus.protocol.commands import (
     CODECS,
     AuthCmd,
@@ -31,6 +31,12 @@ from netbus.transport.link import Link
 from netbus.transport.tcp import TcpLink
 
 __all__ = ["Client", "Push"]
+
+
+_REFUSALS: dict[int, type[ServiceUnavailable]] = {
+    GatewayCmd.SERVICE_UNAVAILABLE: ServiceUnavailable,
+    GatewayCmd.LOGIN_REQUIRED: LoginRequired,
+}
 
 
 class Push(NamedTuple):
@@ -82,15 +88,21 @@ class Client:
                 loop = asyncio.get_running_loop()
                 link = TcpLink(client)
                 await loop.create_connection(
-                    lambda: link, parts.hostname, parts.port,
+                    lambda: link,
+                    parts.hostname,
+                    parts.port,
                     ssl=ssl if scheme == "tls" else None,
                     server_hostname=parts.hostname if scheme == "tls" else None,
                 )
                 client._link = link
             elif scheme in ("ws", "wss"):
                 client._ws = await ws_connect(
-                    url, ssl=ssl if scheme == "wss" else None, compression=None,
-                    max_size=MAX_CMD_BUF, ping_interval=None, open_timeout=timeout,
+                    url,
+                    ssl=ssl if scheme == "wss" else None,
+                    compression=None,
+                    max_size=MAX_CMD_BUF,
+                    ping_interval=None,
+                    open_timeout=timeout,
                 )
                 client._ws_reader = asyncio.create_task(client._read_ws())
             else:
@@ -145,8 +157,8 @@ class Client:
             self.close_reason = f"server sent a malformed packet: {exc}"
             self._abort()
             return
-        if stype == Stype.Gateway and ctype == GatewayCmd.SERVICE_UNAVAILABLE:
-            self._fail_pending(body)
+        if stype == Stype.Gateway and ctype in _REFUSALS:
+            self._fail_pending(body, _REFUSALS[ctype])
         queue = self._pending.get((stype, ctype))
         while queue:
             fut = queue.popleft()
@@ -155,7 +167,7 @@ class Client:
                 return
         self.pushes.put_nowait(Push(stype, ctype, body, proto_type))
 
-    def _fail_pending(self, body: Any) -> None:
+    def _fail_pending(self, body: Any, error: type[ServiceUnavailable]) -> None:
         if not isinstance(body, dict):
             return
         key = (body.get("stype"), body.get("ctype"))
@@ -163,7 +175,7 @@ class Client:
         while queue:
             fut = queue.popleft()
             if not fut.done():
-                fut.set_exception(ServiceUnavailable(*key))  # type: ignore[arg-type]
+                fut.set_exception(error(*key))  # type: ignore[arg-type]
                 return
 
     def _abort(self) -> None:
@@ -176,7 +188,10 @@ class Client:
     def send(self, stype: int, ctype: int, body: Any, *, proto_type: int | None = None) -> None:
         """Send one command without waiting for anything."""
         cmd_buf = CODECS.encode(
-            stype, ctype, body, proto_type=proto_type or self.proto_type,
+            stype,
+            ctype,
+            body,
+            proto_type=proto_type or self.proto_type,
             direction=Direction.TO_SERVER,
         )
         self.send_raw(cmd_buf)
@@ -227,7 +242,9 @@ class Client:
         async with asyncio.timeout(timeout):
             while True:
                 push = await self.pushes.get()
-                if (stype is None or push.stype == stype) and (ctype is None or push.ctype == ctype):
+                if (stype is None or push.stype == stype) and (
+                    ctype is None or push.ctype == ctype
+                ):
                     return push
 
     def drain_pushes(self) -> list[Push]:

@@ -167,7 +167,9 @@ def decode_json_body(buf: bytes | bytearray | memoryview, offset: int = HEADER_S
     if offset + 2 + size != len(buf):
         raise ProtocolError("json_length", f"count {size} != {len(buf) - offset - 2} bytes")
     try:
-        doc = orjson.loads(bytes(buf[offset + 2 :]) if not isinstance(buf, bytes) else buf[offset + 2 :])
+        doc = orjson.loads(
+            bytes(buf[offset + 2 :]) if not isinstance(buf, bytes) else buf[offset + 2 :]
+        )
     except orjson.JSONDecodeError as exc:
         # orjson says "str is not valid UTF-8"; its BOM message also names UTF-8 but is bad JSON.
         kind = "bad_utf8" if "not valid utf-8" in str(exc).lower() else "bad_json"

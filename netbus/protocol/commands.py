@@ -73,6 +73,8 @@ class GatewayCmd(IntEnum):
     SERVICE_UNAVAILABLE = 2  #: gateway -> client: {"stype", "ctype"} of the undeliverable packet
     SHUTDOWN = 3  #: gateway -> client: the gateway is going away; reconnect elsewhere
     RATE_LIMITED = 4  #: gateway -> client: packets were dropped by the rate limit
+    LOGIN_REQUIRED = 5  #: gateway -> client: {"stype", "ctype"} refused before login
+    SERVICE_AVAILABLE = 6  #: gateway -> client: {"stype", "ctype": 0}: the service is back
 
 
 class Cmd:
@@ -146,7 +148,10 @@ class CodecRegistry:
         to_server: BodyCodec | None = None,
         to_client: BodyCodec | None = None,
     ) -> None:
-        for direction, codec in ((Direction.TO_SERVER, to_server), (Direction.TO_CLIENT, to_client)):
+        for direction, codec in (
+            (Direction.TO_SERVER, to_server),
+            (Direction.TO_CLIENT, to_client),
+        ):
             if codec is not None:
                 self._buf[(stype, ctype, direction)] = codec
 
@@ -229,6 +234,8 @@ def _default_registry() -> CodecRegistry:
     reg.register(
         g, GatewayCmd.SERVICE_UNAVAILABLE, to_client=FieldsCodec(("stype", U16), ("ctype", U16))
     )
+    for notice in (GatewayCmd.LOGIN_REQUIRED, GatewayCmd.SERVICE_AVAILABLE):
+        reg.register(g, notice, to_client=FieldsCodec(("stype", U16), ("ctype", U16)))
     reg.register(g, GatewayCmd.SHUTDOWN, to_client=FieldsCodec(("reason", STR)))
     reg.register(g, GatewayCmd.RATE_LIMITED, to_client=FieldsCodec(("dropped", U16)))
     reg.register(Stype.Auth, AuthCmd.RELOGIN, to_client=FieldsCodec())

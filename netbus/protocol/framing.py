@@ -72,7 +72,9 @@ class FrameDecoder:
         while end - pos >= 2:
             size = buf[pos] | (buf[pos + 1] << 8)
             if size < MIN_FRAME or size > max_frame:
-                raise ProtocolError("frame_length", f"length {size} outside {MIN_FRAME}..{max_frame}")
+                raise ProtocolError(
+                    "frame_length", f"length {size} outside {MIN_FRAME}..{max_frame}"
+                )
             if end - pos < size:
                 break
             out.append(bytearray(buf[pos + 2 : pos + size]))

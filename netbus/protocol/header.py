@@ -82,6 +82,9 @@ def write_utag(cmd_buf: bytearray | memoryview, utag: int) -> None:
     Raises:
         LocalProtocolError: ``utag`` is not a u32 or ``cmd_buf`` is shorter than a header.
     """
+    # Check first: a failed pack_into has already zeroed the 4 bytes it was writing.
+    if not isinstance(utag, int) or not 0 <= utag <= 0xFFFF_FFFF:
+        raise LocalProtocolError(f"utag {utag!r} is not a u32")
     try:
         _UTAG.pack_into(cmd_buf, UTAG_OFFSET, utag)
     except struct.error as exc:

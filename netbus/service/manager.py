@@ -44,7 +44,9 @@ class ServiceManager:
         if not 0 <= service.stype <= 0xFFFF:
             raise ValueError(f"service {service.name!r} has no valid stype ({service.stype})")
         if service.stype in self._services:
-            raise ValueError(f"stype {service.stype} is already served by {self.get(service.stype)}")
+            raise ValueError(
+                f"stype {service.stype} is already served by {self.get(service.stype)}"
+            )
         self._services[service.stype] = service
 
     def get(self, stype: int) -> Service | None:
@@ -113,9 +115,7 @@ class ServiceManager:
     ) -> None:
         self.metrics.protocol_errors.labels(exc.kind).inc()
         session.stats.protocol_errors += 1
-        log.info(
-            "rejected packet from %s (stype %s ctype %s): %s", session, stype, ctype, exc
-        )
+        log.info("rejected packet from %s (stype %s ctype %s): %s", session, stype, ctype, exc)
 
     # ------------------------------------------------------------------ lifecycle hooks
     def player_disconnected(self, session: Session, utag: int) -> None:

@@ -80,9 +80,7 @@ class Link:
         "transport",
     )
 
-    def __init__(
-        self, handler: LinkHandler, *, max_cmd_buf: int, max_buffered_out: int
-    ) -> None:
+    def __init__(self, handler: LinkHandler, *, max_cmd_buf: int, max_buffered_out: int) -> None:
         self.handler = handler
         self.max_cmd_buf = max_cmd_buf
         self.max_buffered_out = max_buffered_out
@@ -203,7 +201,7 @@ class Link:
             return
         if self._closed_waiter is None:
             self._closed_waiter = asyncio.get_running_loop().create_future()
-        await self._closed_waiter
+        await asyncio.shield(self._closed_waiter)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.peer} {'closed' if self.closed else 'open'}>"

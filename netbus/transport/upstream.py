@@ -8,11 +8,13 @@ service is found quickly without a thundering herd of gateways.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from enum import Enum
 
-from netbus.transport.link import LinkHandler
+from netbus.errors import ProtocolError
+from netbus.transport.link import Link, LinkHandler
 from netbus.transport.tcp import TcpLink
 
 __all__ = ["Backoff", "LinkState", "Upstream"]
@@ -96,7 +98,7 @@ class Upstream:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            link = TcpLink(self.handler, max_buffered_out=self.max_buffered_out)
+            link = TcpLink(self, max_buffered_out=self.max_buffered_out)
             link.owner = self
             try:
                 async with asyncio.timeout(self.connect_timeout):
@@ -108,29 +110,44 @@ class Upstream:
                     log.warning("%s: connect failed (%s); retrying in %.2fs", self.name, exc, delay)
                 await asyncio.sleep(delay)
                 continue
-            self.link = link
-            self.state = LinkState.UP
-            self._up.set()
             if self.reconnects or self.backoff.failures:
                 log.info("%s: link up", self.name)
             self.backoff.reset()
             await link.wait_closed()
-            self._up.clear()
-            self.state = LinkState.DOWN
-            self.reconnects += 1
             log.warning("%s: link lost (%s)", self.name, link.close_reason)
             await asyncio.sleep(self.backoff.next_delay())
+
+    # --------------------------------------------------- LinkHandler, relayed to owner
+    def link_opened(self, link: Link) -> None:
+        self.link = link  # type: ignore[assignment]
+        self.state = LinkState.UP
+        self._up.set()
+        self.handler.link_opened(link)
+
+    def packet_received(self, link: Link, cmd_buf: bytearray) -> None:
+        self.handler.packet_received(link, cmd_buf)
+
+    def protocol_error(self, link: Link, exc: ProtocolError) -> None:
+        self.handler.protocol_error(link, exc)
+
+    def link_closed(self, link: Link, reason: str) -> None:
+        if self.link is link:
+            self.link = None
+        if self.state is not LinkState.STOPPED:
+            self.state = LinkState.DOWN
+            self.reconnects += 1
+        self._up.clear()
+        self.handler.link_closed(link, reason)
 
     async def close(self) -> None:
         self.state = LinkState.STOPPED
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
-        if self.link is not None:
-            self.link.close("upstream stopped")
-            await self.link.wait_closed()
+        link = self.link
+        if link is not None:
+            link.close("upstream stopped")
+            await link.wait_closed()
         self.state = LinkState.STOPPED

@@ -27,7 +27,10 @@ def listener_spec(cfg: ListenerConfig, settings: Settings, max_buffered_out: int
 def build_talkroom(settings: Settings, *, standalone: bool = False) -> ServiceServer:
     cfg = settings.talkroom
     clients = (
-        [listener_spec(c, settings, settings.gateway.limits.max_buffered_out) for c in cfg.client_listeners]
+        [
+            listener_spec(c, settings, settings.gateway.limits.max_buffered_out)
+            for c in cfg.client_listeners
+        ]
         if standalone
         else []
     )

@@ -109,7 +109,10 @@ class TalkroomService(Service):
             template = templates.get(member.proto_type)
             if template is None:
                 template = CODECS.encode(
-                    self.stype, ctype, body, proto_type=member.proto_type,
+                    self.stype,
+                    ctype,
+                    body,
+                    proto_type=member.proto_type,
                     direction=Direction.TO_CLIENT,
                 )
                 templates[member.proto_type] = template

@@ -453,6 +453,22 @@ export function encodeJsonBody(value) {
 }
 
 /**
+ * JSON.parse is laxer than the server's parser in two ways that PROTOCOL.md forbids: it turns
+ * numbers that overflow a double (1e400) into Infinity, and it accepts escaped lone
+ * surrogates ("\ud800"), which have no UTF-8 form. Both make the packet malformed.
+ */
+function strictJsonReviver(key, value) {
+  if (LONE_SURROGATE.test(key)) throw new ProtocolError("bad_json", "lone surrogate in an object key");
+  if (typeof value === "number" && !Number.isFinite(value)) {
+    throw new ProtocolError("bad_json", "number out of range");
+  }
+  if (typeof value === "string" && LONE_SURROGATE.test(value)) {
+    throw new ProtocolError("bad_json", "lone surrogate in a string");
+  }
+  return value;
+}
+
+/**
  * Decode a proto_type 1 body that fills `bytes` from `offset` to its end.
  * @throws {ProtocolError} wrong byte count, invalid UTF-8 or JSON, not an object, no key "0".
  */
@@ -471,8 +487,9 @@ export function decodeJsonBody(bytes, offset = HEADER_SIZE) {
   }
   let doc;
   try {
-    doc = JSON.parse(text);
+    doc = JSON.parse(text, strictJsonReviver);
   } catch (err) {
+    if (err instanceof ProtocolError) throw err;
     throw new ProtocolError("bad_json", err.message);
   }
   if (doc === null || typeof doc !== "object" || Array.isArray(doc)) {
@@ -748,7 +765,8 @@ export class NetbusClient extends EventTarget {
    * @throws {ConnectionClosedError|LocalProtocolError}
    */
   send(stype, ctype, body, { protoType = this.#options.protoType } = {}) {
-    this.#ws.send(this.#encode(stype, ctype, body, protoType));
+    const data = this.#encode(stype, ctype, body, protoType); // throws when not open
+    this.#ws.send(data);
   }
 
   /** Send one HEARTBEAT (also sent every heartbeatMs while connected). */

@@ -1,0 +1,3 @@
+from netbus.cli import main
+
+main()
