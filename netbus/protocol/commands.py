@@ -69,7 +69,7 @@ class AuthCmd(IntEnum):
 class GatewayCmd(IntEnum):
     """Gateway control commands (stype 0), designed by netbus; see docs/protocol.md."""
 
-    HEARTBEAT = 1  #: client -> gateway, echoed back with the same body
+    HEARTBEAT = 1  #: client -> gateway; the gateway answers with a HEARTBEAT (null body)
     SERVICE_UNAVAILABLE = 2  #: gateway -> client: {"stype", "ctype"} of the undeliverable packet
     SHUTDOWN = 3  #: gateway -> client: the gateway is going away; reconnect elsewhere
     RATE_LIMITED = 4  #: gateway -> client: packets were dropped by the rate limit
