@@ -63,6 +63,12 @@ class ListenerConfig(_Model):
     port: int = Field(6080, ge=0, le=65535)
     is_encrypt: bool = False  #: TLS for tcp, WSS for ws; certificate from [tls]
     max_cmd_buf: int = Field(MAX_CMD_BUF, ge=HEADER_SIZE, le=MAX_CMD_BUF)
+    max_connections: int = Field(20000, ge=0)  #: 0 = unlimited
+    max_per_ip: int = Field(512, ge=0)  #: connections from one address; 0 = unlimited
+    idle_timeout: float = Field(90.0, ge=0)  #: seconds with no byte from the client; 0 = off
+    rate: float = Field(200.0, ge=0)  #: packets/s per connection (token bucket); 0 = off
+    burst: float = Field(400.0, ge=1)  #: bucket size
+    max_dropped: int = Field(2000, ge=1)  #: rate-limited packets before disconnecting
 
 
 class TlsConfig(_Model):

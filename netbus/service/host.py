@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from netbus.errors import ProtocolError
+from netbus.protocol.commands import GatewayCmd, Stype
 from netbus.service.manager import ServiceManager
 from netbus.session import SessionTable
 from netbus.transport.link import Link
@@ -17,6 +18,9 @@ from netbus.transport.link import Link
 __all__ = ["ServiceHost"]
 
 log = logging.getLogger("netbus.service")
+
+#: stype 0 (gateway control), ctype 1 (HEARTBEAT), little-endian
+_HEARTBEAT_PREFIX = bytes((Stype.Gateway, 0, GatewayCmd.HEARTBEAT, 0))
 
 
 class ServiceHost:
@@ -40,6 +44,9 @@ class ServiceHost:
 
     def packet_received(self, link: Link, cmd_buf: bytearray) -> None:
         session = link.owner
+        if cmd_buf[:4] == _HEARTBEAT_PREFIX:
+            session.send_raw(cmd_buf)  # liveness probe of the gateway link (or a player)
+            return
         if not self.manager.on_player_cmd(session, cmd_buf) and self.direct_players:
             link.close("malformed packet")
 

@@ -6,7 +6,6 @@ players connect straight to this server (standalone mode, each connection one us
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 
@@ -14,7 +13,7 @@ from netbus.metrics import Metrics
 from netbus.service.base import Service
 from netbus.service.host import ServiceHost
 from netbus.service.manager import ServiceManager
-from netbus.transport.listener import ListenerSpec, start_listener
+from netbus.transport.listener import Listener, ListenerSpec, start_listener
 
 __all__ = ["ServiceServer"]
 
@@ -39,7 +38,7 @@ class ServiceServer:
         self.client_host = ServiceHost(self.manager, direct_players=True)
         self._gateway_spec = ListenerSpec(kind="tcp", host=host, port=port)
         self._client_specs = list(client_listeners)
-        self._servers: list[asyncio.Server] = []
+        self._servers: list[Listener] = []
         self.port = 0
         self.client_ports: list[int] = []
 

@@ -75,6 +75,7 @@ class Link:
         "owner",
         "paused",
         "peer",
+        "raw_in",
         "secure",
         "stats",
         "transport",
@@ -93,6 +94,7 @@ class Link:
         self.paused = False
         self.close_reason = ""
         self.owner: Any = None  #: the session or upstream using this link
+        self.raw_in = 0  #: bytes read from the socket, control frames included (idle checks)
         self.stats = LinkStats()
         self._closed_waiter: asyncio.Future[None] | None = None
 
@@ -190,6 +192,9 @@ class Link:
                 self.transport.abort()
             else:
                 self.transport.close()
+
+    def ping(self) -> None:
+        """Ask the peer for a sign of life where the transport has one (WebSocket ping)."""
 
     @property
     def buffered_out(self) -> int:

@@ -7,14 +7,16 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from netbus.errors import ConfigError
 from netbus.protocol.header import MAX_CMD_BUF
+from netbus.transport.guard import Guard, ListenerLimits
 from netbus.transport.link import Link, LinkHandler
 from netbus.transport.tcp import TcpLink
 from netbus.transport.ws import WsLink
 
-__all__ = ["ListenerSpec", "server_ssl_context", "start_listener"]
+__all__ = ["Listener", "ListenerSpec", "server_ssl_context", "start_listener"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,7 @@ class ListenerSpec:
     max_cmd_buf: int = MAX_CMD_BUF
     max_buffered_out: int = 4 * 1024 * 1024
     reuse_port: bool = False
+    limits: ListenerLimits | None = None  #: None: no caps (trusted peers, e.g. gateways)
 
 
 def server_ssl_context(certfile: str | None, keyfile: str | None) -> ssl.SSLContext:
@@ -67,11 +70,43 @@ def link_factory(spec: ListenerSpec, handler: LinkHandler) -> Callable[[], Link]
     return make
 
 
-async def start_listener(spec: ListenerSpec, handler: LinkHandler) -> asyncio.Server:
-    """Listen per ``spec``; every accepted connection becomes a `Link` reporting to ``handler``."""
+class Listener:
+    """A listening socket, the `Guard` enforcing its limits, and its bound port."""
+
+    def __init__(self, server: asyncio.Server, guard: Guard | None) -> None:
+        self.server = server
+        self.guard = guard
+
+    @property
+    def sockets(self) -> tuple[Any, ...]:
+        return tuple(self.server.sockets)
+
+    @property
+    def port(self) -> int:
+        return int(self.server.sockets[0].getsockname()[1])
+
+    def close(self) -> None:
+        self.server.close()
+        if self.guard is not None:
+            self.guard.close()
+
+    async def wait_closed(self) -> None:
+        await self.server.wait_closed()
+
+
+async def start_listener(spec: ListenerSpec, handler: LinkHandler) -> Listener:
+    """Listen per ``spec``; every accepted connection becomes a `Link` reporting to ``handler``.
+
+    With ``spec.limits`` the handler sits behind a `Guard` (connection caps, idle timeout,
+    rate limit); the metrics of ``handler`` (if it has ``metrics``) count what it refuses.
+    """
     ctx = server_ssl_context(spec.certfile, spec.keyfile) if spec.is_encrypt else None
+    guard = None
+    if spec.limits is not None:
+        guard = Guard(handler, spec.limits, metrics=getattr(handler, "metrics", None))
+        handler = guard
     loop = asyncio.get_running_loop()
-    return await loop.create_server(
+    server = await loop.create_server(
         link_factory(spec, handler),
         spec.host,
         spec.port,
@@ -79,3 +114,4 @@ async def start_listener(spec: ListenerSpec, handler: LinkHandler) -> asyncio.Se
         reuse_port=spec.reuse_port or None,
         backlog=4096,
     )
+    return Listener(server, guard)

@@ -38,6 +38,7 @@ class TcpLink(Link, asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         if self.closed:
             return
+        self.raw_in += nbytes
         try:
             frames = self._decoder.feed(self._scratch[:nbytes])
         except ProtocolError as exc:

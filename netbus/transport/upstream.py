@@ -14,10 +14,13 @@ import random
 from enum import Enum
 
 from netbus.errors import ProtocolError
+from netbus.protocol.commands import CODECS, Direction, GatewayCmd, Stype
 from netbus.transport.link import Link, LinkHandler
 from netbus.transport.tcp import TcpLink
 
 __all__ = ["Backoff", "LinkState", "Upstream"]
+
+_HEARTBEAT = CODECS.encode(Stype.Gateway, GatewayCmd.HEARTBEAT, None, direction=Direction.TO_SERVER)
 
 log = logging.getLogger("netbus.upstream")
 
@@ -64,6 +67,7 @@ class Upstream:
         backoff: Backoff | None = None,
         connect_timeout: float = 3.0,
         max_buffered_out: int = 64 * 1024 * 1024,
+        heartbeat: float = 5.0,
     ) -> None:
         self.host = host
         self.port = port
@@ -72,6 +76,7 @@ class Upstream:
         self.backoff = backoff or Backoff()
         self.connect_timeout = connect_timeout
         self.max_buffered_out = max_buffered_out
+        self.heartbeat = heartbeat
         self.link: TcpLink | None = None
         self.state = LinkState.CONNECTING
         self.reconnects = 0
@@ -113,9 +118,32 @@ class Upstream:
             if self.reconnects or self.backoff.failures:
                 log.info("%s: link up", self.name)
             self.backoff.reset()
-            await link.wait_closed()
+            await self._watch(link)
             log.warning("%s: link lost (%s)", self.name, link.close_reason)
             await asyncio.sleep(self.backoff.next_delay())
+
+    async def _watch(self, link: TcpLink) -> None:
+        """Heartbeat the link; a peer silent for 3 intervals is half-open: drop and redial."""
+        if self.heartbeat <= 0:
+            await link.wait_closed()
+            return
+        seen, silent = link.raw_in, 0
+        while not link.closed:
+            try:
+                async with asyncio.timeout(self.heartbeat):
+                    await link.wait_closed()
+                return
+            except TimeoutError:
+                pass
+            if link.raw_in != seen:
+                seen, silent = link.raw_in, 0
+            else:
+                silent += 1
+                if silent >= 3:
+                    link.close("heartbeat timeout: service silent", abort=True)
+                    await link.wait_closed()
+                    return
+            link.send_raw(_HEARTBEAT)
 
     # --------------------------------------------------- LinkHandler, relayed to owner
     def link_opened(self, link: Link) -> None:

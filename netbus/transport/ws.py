@@ -20,7 +20,9 @@ from netbus.errors import ProtocolError
 from netbus.protocol.header import HEADER_SIZE
 from netbus.transport.link import Link, LinkHandler, scratch_buffer
 
-__all__ = ["WsLink"]
+__all__ = ["HANDSHAKE_TIMEOUT", "WsLink"]
+
+HANDSHAKE_TIMEOUT = 10.0  #: seconds a peer has to complete the HTTP upgrade
 
 _ws_logger = logging.getLogger("netbus.transport.ws")
 _ws_logger.setLevel(logging.WARNING)  # websockets logs every open/close at INFO
@@ -42,12 +44,22 @@ class WsLink(Link, asyncio.BufferedProtocol):
         self._fragments: list[bytes] | None = None
         self._scratch = scratch_buffer()
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        loop = asyncio.get_running_loop()
+        loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_deadline)
+
+    def _handshake_deadline(self) -> None:
+        if not self.opened and not self.closed:
+            self.close("websocket handshake timeout", abort=True)
+
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._scratch
 
     def buffer_updated(self, nbytes: int) -> None:
         if self.closed:
             return
+        self.raw_in += nbytes
         ws = self._ws
         ws.receive_data(bytes(self._scratch[:nbytes]))
         self._process()
@@ -120,6 +132,11 @@ class WsLink(Link, asyncio.BufferedProtocol):
         ws.send_binary(cmd_buf)
         for data in ws.data_to_send():
             transport.write(data)
+
+    def ping(self) -> None:
+        if self._ws.state is State.OPEN and self.transport is not None:
+            self._ws.send_ping(b"nb")
+            self._flush()
 
     def close(self, reason: str = "closed by server", *, abort: bool = False) -> None:
         if self.closed:

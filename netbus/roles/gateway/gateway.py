@@ -31,7 +31,7 @@ from netbus.protocol.header import ProtoType, unpack_header, write_utag
 from netbus.roles.gateway.routing import MAX_UID, PreloginKeys, ServiceRoute, is_prelogin
 from netbus.session import Session, SessionTable
 from netbus.transport.link import Link
-from netbus.transport.listener import ListenerSpec, start_listener
+from netbus.transport.listener import Listener, ListenerSpec, start_listener
 from netbus.transport.upstream import Upstream
 
 __all__ = ["GATEWAY_ONLY_CTYPES", "Gateway"]
@@ -64,7 +64,7 @@ class Gateway:
         self.keys = PreloginKeys()
         self._by_key: dict[int, Session] = {}
         self._listener_specs = list(listeners)
-        self._servers: list[asyncio.Server] = []
+        self._servers: list[Listener] = []
         self.ports: list[int] = []
         self.auth_stype = cfg.auth_stype
         self.routes: dict[int, ServiceRoute] = {}

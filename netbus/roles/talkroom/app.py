@@ -6,6 +6,7 @@ from netbus.config import ListenerConfig, Settings
 from netbus.metrics import Metrics
 from netbus.roles.talkroom.service import TalkroomService
 from netbus.service.server import ServiceServer
+from netbus.transport.guard import ListenerLimits
 from netbus.transport.listener import ListenerSpec
 
 __all__ = ["build_talkroom", "listener_spec"]
@@ -21,6 +22,14 @@ def listener_spec(cfg: ListenerConfig, settings: Settings, max_buffered_out: int
         keyfile=settings.tls.keyfile,
         max_cmd_buf=cfg.max_cmd_buf,
         max_buffered_out=max_buffered_out,
+        limits=ListenerLimits(
+            max_connections=cfg.max_connections,
+            max_per_ip=cfg.max_per_ip,
+            idle_timeout=cfg.idle_timeout,
+            rate=cfg.rate,
+            burst=cfg.burst,
+            max_dropped=cfg.max_dropped,
+        ),
     )
 
 

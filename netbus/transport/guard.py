@@ -1,0 +1,147 @@
+"""Per-listener protection: connection caps (total and per IP), idle timeout, packet rate limit.
+
+`Guard` wraps the listener's real `LinkHandler`, so every role gets the same limits without
+knowing about them. The hot path costs one clock read and a few float operations per packet
+(a token bucket); idleness is found by a periodic sweep comparing byte counters, so there is
+no timer per connection or per packet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from netbus.errors import ProtocolError
+from netbus.transport.link import Link, LinkHandler
+
+__all__ = ["Guard", "ListenerLimits"]
+
+log = logging.getLogger("netbus.transport")
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerLimits:
+    """Limits of one listener; 0 turns a limit off. docs/security.md explains each."""
+
+    max_connections: int = 20000
+    max_per_ip: int = 512
+    idle_timeout: float = 90.0  #: seconds without any byte from the peer
+    rate: float = 200.0  #: packets per second allowed on average
+    burst: float = 400.0  #: packets allowed at once
+    max_dropped: int = 2000  #: rate-limited packets before the connection is closed
+
+
+class _Bucket:
+    __slots__ = ("dropped", "stamp", "tokens")
+
+    def __init__(self, tokens: float, stamp: float) -> None:
+        self.tokens = tokens
+        self.stamp = stamp
+        self.dropped = 0
+
+
+class Guard:
+    """A `LinkHandler` that enforces `ListenerLimits` in front of ``inner``."""
+
+    def __init__(self, inner: LinkHandler, limits: ListenerLimits, *, metrics: Any = None) -> None:
+        self.inner = inner
+        self.limits = limits
+        self.metrics = metrics
+        self.links: dict[Link, list[int | float]] = {}  #: link -> [raw bytes seen, idle since]
+        self.per_ip: Counter[str] = Counter()
+        self._buckets: dict[Link, _Bucket] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+        self._loop = asyncio.get_running_loop()
+        if limits.idle_timeout > 0:
+            self._sweeper = self._loop.create_task(self._sweep_forever())
+
+    def _refuse(self, link: Link, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.dropped.labels(reason).inc()
+        link.close(reason.replace("_", " "), abort=True)
+
+    # ----------------------------------------------------------------- LinkHandler
+    def link_opened(self, link: Link) -> None:
+        limits = self.limits
+        ip = _ip(link.peer)
+        if limits.max_connections and len(self.links) >= limits.max_connections:
+            self._refuse(link, "listener_full")
+            return
+        if limits.max_per_ip and self.per_ip[ip] >= limits.max_per_ip:
+            self._refuse(link, "too_many_per_ip")
+            return
+        self.per_ip[ip] += 1
+        self.links[link] = [link.raw_in, self._loop.time()]
+        if limits.rate > 0:
+            self._buckets[link] = _Bucket(limits.burst, self._loop.time())
+        self.inner.link_opened(link)
+
+    def packet_received(self, link: Link, cmd_buf: bytearray) -> None:
+        bucket = self._buckets.get(link)
+        if bucket is not None:
+            now = self._loop.time()
+            limits = self.limits
+            tokens = min(limits.burst, bucket.tokens + (now - bucket.stamp) * limits.rate)
+            bucket.stamp = now
+            if tokens < 1.0:
+                bucket.tokens = tokens
+                bucket.dropped += 1
+                if self.metrics is not None:
+                    self.metrics.dropped.labels("rate_limited").inc()
+                if bucket.dropped >= limits.max_dropped:
+                    log.warning("closing %s: sustained flood over the rate limit", link.peer)
+                    link.close("rate limit exceeded", abort=True)
+                return
+            bucket.tokens = tokens - 1.0
+        self.inner.packet_received(link, cmd_buf)
+
+    def protocol_error(self, link: Link, exc: ProtocolError) -> None:
+        self.inner.protocol_error(link, exc)
+
+    def link_closed(self, link: Link, reason: str) -> None:
+        if self.links.pop(link, None) is None:
+            return  # refused at open: the inner handler never saw it
+        self._buckets.pop(link, None)
+        ip = _ip(link.peer)
+        self.per_ip[ip] -= 1
+        if self.per_ip[ip] <= 0:
+            del self.per_ip[ip]
+        self.inner.link_closed(link, reason)
+
+    # ------------------------------------------------------------------ idle sweep
+    def sweep(self) -> int:
+        """Close links idle past the timeout; ping idle WebSocket peers. Returns closures."""
+        timeout = self.limits.idle_timeout
+        now = self._loop.time()
+        closed = 0
+        for link, seen in list(self.links.items()):
+            if link.raw_in != seen[0]:
+                seen[0], seen[1] = link.raw_in, now
+                continue
+            idle = now - seen[1]
+            if idle >= timeout:
+                if self.metrics is not None:
+                    self.metrics.dropped.labels("idle_timeout").inc()
+                link.close("idle timeout")
+                closed += 1
+            elif idle >= timeout / 2:
+                link.ping()
+        return closed
+
+    async def _sweep_forever(self) -> None:
+        interval = max(0.05, self.limits.idle_timeout / 4)
+        while True:
+            await asyncio.sleep(interval)
+            self.sweep()
+
+    def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+
+def _ip(peer: Any) -> str:
+    return str(peer[0]) if isinstance(peer, tuple) and peer else "?"
