@@ -98,11 +98,28 @@ class Gateway:
             for upstream in route.upstreams:
                 await upstream.wait_up()
 
-    async def close(self) -> None:
+    async def close(self, *, drain_timeout: float = 5.0) -> None:
+        """Stop accepting, send every client SHUTDOWN, let them go within the deadline."""
         for server in self._servers:
             server.close()
+        links = []
         for session in self.sessions:
-            session.close("gateway shutting down")
+            proto = next(iter(session.protos.values()), ProtoType.JSON)
+            session.send_cmd(
+                Stype.Gateway,
+                GatewayCmd.SHUTDOWN,
+                {"reason": "gateway shutting down"},
+                proto_type=proto,
+            )
+            session.close("gateway shutting down")  # queued output (the notice) is flushed
+            links.append(session.link)
+        if links:
+            try:
+                async with asyncio.timeout(drain_timeout):
+                    await asyncio.gather(*(link.wait_closed() for link in links))
+            except TimeoutError:
+                for link in links:
+                    link.close("shutdown deadline", abort=True)
         for route in self.routes.values():
             for upstream in route.upstreams:
                 await upstream.close()
