@@ -19,6 +19,7 @@
  *     ├── ProtocolError            bytes from the peer break the contract (decodeCmd throws only this)
  *     ├── LocalProtocolError       our own value cannot go on the wire (a bug in the caller)
  *     ├── ServiceUnavailableError  the gateway says the request's service cannot be reached
+ *     ├── LoginRequiredError       the gateway dropped the request because nobody is logged in
  *     ├── RequestTimeoutError      no reply arrived within timeoutMs
  *     └── ConnectionClosedError    the connection closed (or was never open) before a reply came
  *
@@ -51,12 +52,15 @@ export const AuthCmd = Object.freeze({
   RELOGIN: 2, // push: this account logged in elsewhere; the gateway closes this connection next
 });
 
-/** Gateway control commands, stype 0. */
+/** Gateway control commands, stype 0, designed by netbus (docs/protocol.md §7). */
 export const GatewayCmd = Object.freeze({
   HEARTBEAT: 1, // client -> gateway, echoed back; JSON null / BUF empty
-  SERVICE_UNAVAILABLE: 2, // gateway -> client: {stype, ctype} of a packet it could not deliver
+  SERVICE_UNAVAILABLE: 2, // gateway -> client: {stype, ctype} of a packet it could not deliver;
+  //                         ctype 0: the service's last instance went down
   SHUTDOWN: 3, // gateway -> client: {reason}; the gateway is going away
   RATE_LIMITED: 4, // gateway -> client: {dropped} packets were dropped by the rate limit
+  LOGIN_REQUIRED: 5, // gateway -> client: {stype, ctype} of a packet dropped before login
+  SERVICE_AVAILABLE: 6, // gateway -> client: {stype, ctype: 0}: the service is back
 });
 
 /** Talkroom status codes. */
@@ -113,6 +117,15 @@ export class LocalProtocolError extends NetbusError {}
 export class ServiceUnavailableError extends NetbusError {
   constructor(stype, ctype) {
     super(`service ${stype} is unavailable (command ${ctype})`);
+    this.stype = stype;
+    this.ctype = ctype;
+  }
+}
+
+/** The gateway dropped a request for a service other than Auth that was sent before login. */
+export class LoginRequiredError extends NetbusError {
+  constructor(stype, ctype) {
+    super(`log in before using service ${stype} (command ${ctype})`);
     this.stype = stype;
     this.ctype = ctype;
   }
@@ -390,9 +403,10 @@ function defaultCodecs() {
   });
   const g = Stype.Gateway;
   reg.register(g, GatewayCmd.HEARTBEAT, { toServer: empty, toClient: empty });
-  reg.register(g, GatewayCmd.SERVICE_UNAVAILABLE, {
-    toClient: fieldsLayout(["stype", "u16"], ["ctype", "u16"]),
-  });
+  const notice = fieldsLayout(["stype", "u16"], ["ctype", "u16"]);
+  reg.register(g, GatewayCmd.SERVICE_UNAVAILABLE, { toClient: notice });
+  reg.register(g, GatewayCmd.LOGIN_REQUIRED, { toClient: notice });
+  reg.register(g, GatewayCmd.SERVICE_AVAILABLE, { toClient: notice });
   reg.register(g, GatewayCmd.SHUTDOWN, { toClient: fieldsLayout(["reason", "str"]) });
   reg.register(g, GatewayCmd.RATE_LIMITED, { toClient: fieldsLayout(["dropped", "u16"]) });
   // Auth is JSON only for clients; an empty RELOGIN layout matches the server's registry.
@@ -585,11 +599,16 @@ const PUSHES = new Map([
     ["userMsg", (b) => ({ uname: b?.["0"], usex: b?.["1"], msg: b?.["2"] })]],
   [`${Stype.Auth}:${AuthCmd.RELOGIN}`, ["relogin", () => null]],
   [`${Stype.Gateway}:${GatewayCmd.HEARTBEAT}`, ["heartbeat", () => null]],
-  [`${Stype.Gateway}:${GatewayCmd.SERVICE_UNAVAILABLE}`,
-    ["unavailable", (b) => ({ stype: b?.stype, ctype: b?.ctype })]],
+  [`${Stype.Gateway}:${GatewayCmd.SERVICE_UNAVAILABLE}`, ["unavailable", noticeDetail]],
+  [`${Stype.Gateway}:${GatewayCmd.LOGIN_REQUIRED}`, ["loginRequired", noticeDetail]],
+  [`${Stype.Gateway}:${GatewayCmd.SERVICE_AVAILABLE}`, ["available", noticeDetail]],
   [`${Stype.Gateway}:${GatewayCmd.SHUTDOWN}`, ["shutdown", (b) => ({ reason: b?.reason ?? "" })]],
   [`${Stype.Gateway}:${GatewayCmd.RATE_LIMITED}`, ["rateLimited", (b) => ({ dropped: b?.dropped ?? 0 })]],
 ]);
+
+function noticeDetail(body) {
+  return { stype: body?.stype, ctype: body?.ctype };
+}
 
 function userDetail(body) {
   return { uname: body?.uname, usex: body?.usex };
@@ -617,7 +636,9 @@ function makeEvent(type, detail) {
  * | `userExit`    | `{uname, usex}`                         | talkroom push |
  * | `userMsg`     | `{uname, usex, msg}`                    | talkroom push |
  * | `relogin`     | `null`                                  | kicked: logged in elsewhere; close follows |
- * | `unavailable` | `{stype, ctype}`                        | gateway could not deliver a packet |
+ * | `unavailable` | `{stype, ctype}`                        | gateway could not deliver a packet (ctype 0: the service is down) |
+ * | `available`   | `{stype, ctype}`                        | a service that was down is back |
+ * | `loginRequired` | `{stype, ctype}`                      | a packet was dropped: not logged in |
  * | `shutdown`    | `{reason}`                              | the gateway is going away |
  * | `rateLimited` | `{dropped}`                             | the gateway dropped packets |
  * | `heartbeat`   | `null`                                  | a HEARTBEAT echo arrived |
@@ -633,8 +654,7 @@ export class NetbusClient extends EventTarget {
   #ws = null;
   #state = "idle"; // idle | connecting | open | closed
   #url = "";
-  #pending = new Map(); // cmdKey -> [{resolve, reject, timer, stype, ctype, seq}] in send order
-  #seq = 0; // send order across commands
+  #pending = new Map(); // cmdKey -> [{resolve, reject, timer, stype, ctype}] in send order
   #heartbeatTimer = null;
   #lastReceived = 0;
   #echoSeen = false; // the gateway has echoed a heartbeat: silence now means a dead link
@@ -709,9 +729,7 @@ export class NetbusClient extends EventTarget {
 
     return new Promise((resolve, reject) => {
       const timer = this.#options.connectTimeoutMs > 0
-        ? setTimeout(() => {
-          if (ws === this.#ws) this.#teardown({ code: 4000, reason: "connect timeout", wasClean: false });
-        }, this.#options.connectTimeoutMs)
+        ? setTimeout(() => { if (ws === this.#ws) this.#abandon("connect timeout"); }, this.#options.connectTimeoutMs)
         : null;
       this.#connectSettle = { resolve, reject, timer };
     });
@@ -735,7 +753,7 @@ export class NetbusClient extends EventTarget {
       return Promise.reject(err);
     }
     return new Promise((resolve, reject) => {
-      const entry = { stype, ctype, resolve, reject, timer: null, seq: this.#seq++ };
+      const entry = { stype, ctype, resolve, reject, timer: null };
       const key = cmdKey(stype, ctype);
       // A request that timed out leaves the queue. If its reply arrives later it is matched to
       // the next request of the same command: without request ids there is no way to tell.
@@ -839,9 +857,7 @@ export class NetbusClient extends EventTarget {
     // Only once the gateway has shown that it echoes heartbeats does silence mean the link is
     // dead: browsers can take minutes to notice a vanished peer on their own.
     if (this.#echoSeen && Date.now() - this.#lastReceived > 2.5 * period) {
-      const ws = this.#ws;
-      this.#teardown({ code: 4000, reason: "heartbeat timeout", wasClean: false });
-      try { ws.close(4000, "heartbeat timeout"); } catch { /* already closed */ }
+      this.#abandon("heartbeat timeout");
       return;
     }
     try {
@@ -878,32 +894,39 @@ export class NetbusClient extends EventTarget {
     if (!push) return; // an unmatched reply (its request timed out): nothing to do
     const [type, toDetail] = push;
     const detail = toDetail(body);
-    if (type === "unavailable") this.#failUnavailable(detail.stype, detail.ctype);
+    if (type === "unavailable") {
+      if (detail.ctype === 0) this.#failService(detail.stype);
+      else this.#failOldest(detail.stype, detail.ctype, new ServiceUnavailableError(detail.stype, detail.ctype));
+    } else if (type === "loginRequired") {
+      this.#failOldest(detail.stype, detail.ctype, new LoginRequiredError(detail.stype, detail.ctype));
+    }
     this.#emit(type, detail);
   }
 
   /**
-   * The gateway could not deliver a packet for (stype, ctype). It answers that packet the way
-   * a reply would, so it fails the oldest pending request of that command; when none matches
-   * exactly (say, a fire-and-forget send), the oldest pending request of the service.
+   * The gateway dropped one packet of (stype, ctype) and says so instead of a reply. Replies
+   * come in request order, so that packet is the oldest pending request of the command.
    */
-  #failUnavailable(stype, ctype) {
-    let key = cmdKey(stype, ctype);
-    if (!this.#pending.has(key)) {
-      let oldest = null;
-      for (const [k, queue] of this.#pending) {
-        if (queue[0].stype === stype && (!oldest || queue[0].seq < oldest.seq)) {
-          oldest = queue[0];
-          key = k;
-        }
-      }
-      if (!oldest) return;
-    }
+  #failOldest(stype, ctype, error) {
+    const key = cmdKey(stype, ctype);
     const queue = this.#pending.get(key);
+    if (!queue) return; // a fire-and-forget send()
     const entry = queue.shift();
     if (queue.length === 0) this.#pending.delete(key);
     clearTimeout(entry.timer);
-    entry.reject(new ServiceUnavailableError(stype, entry.ctype));
+    entry.reject(error);
+  }
+
+  /** The service's last instance went down: nothing pending for it will be answered. */
+  #failService(stype) {
+    for (const [key, queue] of [...this.#pending]) {
+      if (queue[0].stype !== stype) continue;
+      this.#pending.delete(key);
+      for (const entry of queue) {
+        clearTimeout(entry.timer);
+        entry.reject(new ServiceUnavailableError(stype, entry.ctype));
+      }
+    }
   }
 
   #removePending(key, entry) {
@@ -912,6 +935,18 @@ export class NetbusClient extends EventTarget {
     const at = queue.indexOf(entry);
     if (at >= 0) queue.splice(at, 1);
     if (queue.length === 0) this.#pending.delete(key);
+  }
+
+  /**
+   * Give up on the current socket without waiting for its close handshake (which can take
+   * minutes on a dead link): tear down now, then ask the socket to close.
+   */
+  #abandon(reason) {
+    const ws = this.#ws;
+    this.#teardown({ code: 4000, reason, wasClean: false });
+    try {
+      ws.close(4000, reason);
+    } catch { /* already closing */ }
   }
 
   /** End the current connection once: stop timers, fail pending requests, emit close. */
