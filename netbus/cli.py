@@ -46,20 +46,40 @@ def _settings(config: str | None) -> Settings:
 
 
 def _serve(
-    role: str, settings: Settings, loop: LoopName, factory: Callable[[], Awaitable[Any]]
+    role: str,
+    settings: Settings,
+    loop: LoopName,
+    factory: Callable[[], Awaitable[Any]],
+    *,
+    admin: bool = True,
 ) -> None:
-    """Start a role server, announce it, run until SIGINT/SIGTERM, close it in order."""
+    """Start a role server and its admin HTTP app, announce them, run until SIGINT/SIGTERM.
+
+    ``admin=False`` for a role that serves /metrics and /healthz on its own port (web).
+    """
     setup_logging(role, level=settings.log.level, json_format=settings.log.json_format)
 
     async def main() -> None:
+        from netbus.admin import build_admin
+
         server = await factory()
         try:
             await server.start()
         except (ConfigError, OSError) as exc:
             raise click.ClickException(f"{role}: cannot start: {exc}") from None
-        announce_ready(role, **_ports(server))
+        admin_app = build_admin(role, server, settings) if admin else None
+        try:
+            if admin_app is not None:
+                await admin_app.start()
+        except OSError as exc:
+            await server.close()
+            raise click.ClickException(f"{role}: cannot start the admin HTTP: {exc}") from None
+        admin_port = admin_app.port if admin_app is not None else getattr(server, "port", 0)
+        announce_ready(role, **_ports(server), admin_port=admin_port)
         sig = await wait_for_signal()
         log.info("%s: %s received, shutting down", role, sig.name)
+        if admin_app is not None:
+            await admin_app.close()
         await server.close()
 
     run(main, loop=loop)
@@ -150,6 +170,23 @@ def gateway(config: str | None, loop: LoopName) -> None:
 @main.command()
 @_config_option
 @_loop_option
+@click.option("--host", default=None, help="Listen address (default web.host, 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="HTTP port (default web.port, 8080).")
+def web(config: str | None, loop: LoopName, host: str | None, port: int | None) -> None:
+    """Run the web role: browser client, /config.js, cluster /healthz and /metrics."""
+    from netbus.roles.web.app import build_web
+
+    settings = _settings(config)
+
+    async def factory() -> Any:
+        return build_web(settings, host=host, port=port)
+
+    _serve("web", settings, loop, factory, admin=False)
+
+
+@main.command()
+@_config_option
+@_loop_option
 def up(config: str | None, loop: LoopName) -> None:
     """Run the whole cluster on this machine: center, talkroom, gateway (and web)."""
     from netbus.supervisor import RoleProcess, Supervisor
@@ -188,6 +225,7 @@ def _print_banner(settings: Settings) -> None:
         lines.append(f"  gateway   {scheme}://{lst.host}:{lst.port}{path}")
     if "web" in main.commands:
         lines.append(f"  browser   http://{settings.web.host}:{settings.web.port}/")
+        lines.append(f"  health    http://{settings.web.host}:{settings.web.port}/healthz")
     lines.append("  chat      netbus chat")
     lines.append("  Ctrl-C stops everything.")
     print("\n".join(lines), flush=True)

@@ -81,10 +81,16 @@ class LimitsConfig(_Model):
 
 
 class ServiceRoute(_Model):
-    """Where the gateway finds one service type."""
+    """Where the gateway finds one service type, and which instance each user goes to.
+
+    ``policy`` (docs/scaling.md): ``"hash"`` spreads users over the instances that are up
+    (rendezvous hashing on the uid, sticky); ``"primary"`` sends every user to the first
+    address that is up (active/standby), which a service with one shared state needs.
+    """
 
     stype: int = Field(ge=1, le=0xFFFF)
     addresses: list[str] = Field(min_length=1)
+    policy: Literal["hash", "primary"] = "hash"
 
     @field_validator("addresses")
     @classmethod
@@ -96,7 +102,8 @@ class ServiceRoute(_Model):
 
 def _default_routes() -> dict[str, ServiceRoute]:
     return {
-        "talkroom": ServiceRoute(stype=1, addresses=["127.0.0.1:6084"]),
+        # one room for everybody: with several instances it must live on one of them
+        "talkroom": ServiceRoute(stype=1, addresses=["127.0.0.1:6084"], policy="primary"),
         "auth": ServiceRoute(stype=2, addresses=["127.0.0.1:6086"]),
     }
 
@@ -112,6 +119,8 @@ class GatewayConfig(_Model):
     services: dict[str, ServiceRoute] = Field(default_factory=_default_routes)
     auth_stype: int = 2  #: the service whose GUEST_LOGIN replies bind uids
     limits: LimitsConfig = LimitsConfig()
+    admin_host: str = "127.0.0.1"  #: admin HTTP (/metrics, /healthz); 0.0.0.0 for scrapers
+    admin_port: int = Field(9080, ge=0, le=65535)  #: 0 = pick a free one
 
     @field_validator("services")
     @classmethod
@@ -130,6 +139,8 @@ class CenterConfig(_Model):
     pepper: SecretStr | None = None
     pepper_file: str = ".netbus/pepper"
     migrate_on_start: bool = True
+    admin_host: str = "127.0.0.1"  #: admin HTTP (/metrics, /healthz)
+    admin_port: int = Field(9086, ge=0, le=65535)  #: 0 = pick a free one
 
 
 class TalkroomConfig(_Model):
@@ -138,6 +149,8 @@ class TalkroomConfig(_Model):
     max_msg_len: int = Field(1024, ge=1, le=16000)
     #: client listeners for standalone mode (``netbus talkroom --standalone``)
     client_listeners: list[ListenerConfig] = Field(default_factory=list)
+    admin_host: str = "127.0.0.1"  #: admin HTTP (/metrics, /healthz)
+    admin_port: int = Field(9084, ge=0, le=65535)  #: 0 = pick a free one
 
 
 class WebConfig(_Model):
@@ -145,11 +158,33 @@ class WebConfig(_Model):
     port: int = Field(8080, ge=0, le=65535)
     #: the gateway WebSocket URL the browser page connects to; default: same host, port 6081
     gateway_url: str | None = None
+    #: role name -> admin base URL whose /healthz the web role aggregates; empty = the
+    #: gateway, center and talkroom admin addresses of this same configuration
+    health_targets: dict[str, str] = Field(default_factory=dict)
+    health_timeout: float = Field(1.0, gt=0, le=30)  #: seconds per role /healthz fetch
 
 
 class RedisConfig(_Model):
+    """Shared login state for several gateways (docs/scaling.md)."""
+
     url: str | None = None  #: e.g. redis://127.0.0.1:6379/0; unset = in-process registry
-    prefix: str = "netbus:"
+    prefix: str = "netbus:"  #: prepended to every key and channel
+    #: seconds a login entry survives its gateway: a crashed gateway's users are free after it
+    lease: float = Field(15.0, gt=0, le=3600)
+    #: seconds between lease renewals (which also repair lost kicks); default lease / 3
+    refresh_interval: float | None = Field(None, gt=0)
+    #: seconds a login may wait for Redis before it is answered SYSTEM_ERROR
+    timeout: float = Field(1.5, gt=0, le=30)
+    #: seconds a cached profile (``user:<uid>``) lives after the last login; 0 = no expiry
+    profile_ttl: int = Field(7 * 86400, ge=0)
+
+    @field_validator("refresh_interval")
+    @classmethod
+    def _refresh_below_lease(cls, value: float | None, info: Any) -> float | None:
+        lease = info.data.get("lease")
+        if value is not None and lease is not None and value >= lease:
+            raise ValueError("refresh_interval must be shorter than lease")
+        return value
 
 
 class LogConfig(_Model):

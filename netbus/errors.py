@@ -8,6 +8,7 @@
     ├── ConfigError              the configuration is invalid (also a ValueError)
     ├── ServiceUnavailable       a request could not reach its service
     │   └── LoginRequired        ... because the connection has not logged in yet
+    ├── RegistryUnavailable      the login registry (Redis) failed or did not answer in time
     └── RequestTimeout           no reply arrived in time (also a TimeoutError)
 
 `ProtocolError` is the *one* type that malformed network input ever raises out of
@@ -24,6 +25,7 @@ __all__ = [
     "LoginRequired",
     "NetbusError",
     "ProtocolError",
+    "RegistryUnavailable",
     "RequestTimeout",
     "ServiceUnavailable",
 ]
@@ -70,6 +72,14 @@ class LoginRequired(ServiceUnavailable):
         NetbusError.__init__(self, f"log in before using service {stype} (ctype {ctype})")
         self.stype = stype
         self.ctype = ctype
+
+
+class RegistryUnavailable(NetbusError):
+    """The login registry (Redis) failed or did not answer within its deadline.
+
+    The gateway answers the login it was binding with SYSTEM_ERROR; users already logged
+    in are not affected (routing is local to each gateway).
+    """
 
 
 class RequestTimeout(NetbusError, TimeoutError):

@@ -42,7 +42,10 @@ class Metrics:
             registry=r,
         )
         self.bytes = Counter(
-            "netbus_bytes", "cmd_buf bytes by direction", ["direction"], registry=r
+            "netbus_bytes",
+            "cmd_buf bytes by direction, stype and ctype",
+            ["direction", "stype", "ctype"],
+            registry=r,
         )
         self.protocol_errors = Counter(
             "netbus_protocol_errors", "Rejected input by kind", ["kind"], registry=r
@@ -67,18 +70,21 @@ class Metrics:
             registry=r,
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5),
         )
-        self._packet_children: dict[tuple[str, int, int], Counter] = {}
+        self._packet_children: dict[tuple[str, int, int], tuple[Counter, Counter]] = {}
 
     def packet(self, direction: str, stype: int, ctype: int, size: int) -> None:
         key = (direction, stype, ctype)
-        child = self._packet_children.get(key)
-        if child is None:
-            child = self.packets.labels(
-                direction, _label(stype, _KNOWN_STYPES), _label(ctype, _KNOWN_CTYPES)
-            )
-            self._packet_children[key] = child
-        child.inc()
-        self.bytes.labels(direction).inc(size)
+        children = self._packet_children.get(key)
+        if children is None:
+            labels = (direction, _label(stype, _KNOWN_STYPES), _label(ctype, _KNOWN_CTYPES))
+            children = (self.packets.labels(*labels), self.bytes.labels(*labels))
+            self._packet_children[key] = children
+        children[0].inc()
+        children[1].inc(size)
+
+    def handler_done(self, stype: int, start: float) -> None:
+        """Record a handler that began at ``perf_counter()`` value ``start`` and ended now."""
+        self.handler_seconds.labels(_label(stype, _KNOWN_STYPES)).observe(perf_counter() - start)
 
     @contextmanager
     def time_handler(self, stype: int) -> Iterator[None]:
@@ -86,9 +92,7 @@ class Metrics:
         try:
             yield
         finally:
-            self.handler_seconds.labels(_label(stype, _KNOWN_STYPES)).observe(
-                perf_counter() - start
-            )
+            self.handler_done(stype, start)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Iterable
+from time import perf_counter
 
 from netbus.errors import ProtocolError
 from netbus.metrics import Metrics
@@ -106,8 +107,12 @@ class ServiceManager:
             if direction is Direction.TO_SERVER
             else service.on_service_recv_cmd
         )
-        with metrics.time_handler(stype):
-            self._call(service, handler, req)
+        start = perf_counter()
+        task = self._call(service, handler, req)
+        if task is None:
+            metrics.handler_done(stype, start)
+        else:  # an async handler: its latency ends when the task does
+            task.add_done_callback(lambda _t: metrics.handler_done(stype, start))
         return True
 
     def _reject(
@@ -129,17 +134,22 @@ class ServiceManager:
             self._call(service, service.on_link_lost, session)
 
     # ---------------------------------------------------------------------- execution
-    def _call(self, service: Service, handler: object, *args: object) -> None:
+    def _call(
+        self, service: Service, handler: object, *args: object
+    ) -> asyncio.Future[None] | None:
+        """Run a handler; an awaitable result becomes a tracked task, which is returned."""
         try:
             result: HandlerResult = handler(*args)  # type: ignore[operator]
         except Exception:
             self.metrics.dropped.labels("handler_error").inc()
             log.exception("%s handler failed", service.name)
-            return
+            return None
         if result is not None and inspect.isawaitable(result):
             task = asyncio.ensure_future(result)
             self._tasks.add(task)
             task.add_done_callback(self._task_done)
+            return task
+        return None
 
     def _task_done(self, task: asyncio.Future[None]) -> None:
         self._tasks.discard(task)  # type: ignore[arg-type]

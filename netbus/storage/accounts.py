@@ -27,12 +27,12 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import bindparam, exc, insert, select, update
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from netbus.errors import ConfigError
@@ -203,23 +203,37 @@ class AccountStore:
             }
             try:
                 result = await conn.execute(self._insert, values)
-                uid = int(result.inserted_primary_key[0])
+                pk = result.inserted_primary_key
+                uid = int(pk[0]) if pk is not None and pk[0] is not None else 0
                 if not 1 <= uid <= MAX_UID:
                     await conn.rollback()
-                    raise StorageError(f"guest_login: the database assigned uid {uid} > {MAX_UID}")
+                    raise StorageError(
+                        f"guest_login: the database assigned uid {uid}, not in 1..{MAX_UID}"
+                    )
                 await conn.commit()
             except exc.IntegrityError:
                 # Another login of the same key won the race. End this transaction before
                 # reading again: its snapshot (REPEATABLE READ) predates the winner's commit.
                 await conn.rollback()
             else:
-                return Account(uid, unick, usex, 0, 0, 0, True, 0), True
+                account = Account(
+                    uid=uid,
+                    unick=unick,
+                    usex=usex,
+                    uface=0,
+                    uvip=0,
+                    vip_endtime=0,
+                    is_guest=True,
+                    status=0,
+                )
+                return account, True
             row = (await conn.execute(self._select_by_key, {"digest": digest})).first()
             if row is None:
                 raise StorageError("guest_login: duplicate guest key, but no account has it")
-        await conn.execute(self._touch, {"id": row.uid, "now": now})
+        account = _account(row._mapping)
+        await conn.execute(self._touch, {"id": account.uid, "now": now})
         await conn.commit()
-        return _account(row._mapping), False
+        return account, False
 
     @asynccontextmanager
     async def _guard(self, op: str) -> AsyncIterator[None]:
@@ -238,7 +252,7 @@ class AccountStore:
             raise StorageError(msg) from err
 
 
-def _account(row: Mapping[str, Any]) -> Account:
+def _account(row: RowMapping) -> Account:
     uid = int(row["uid"])
     if not 1 <= uid <= MAX_UID:
         raise StorageError(f"account uid {uid} is outside 1..{MAX_UID}")

@@ -102,7 +102,7 @@ def redact_url(url: str | URL) -> str:
         return "<unparseable database URL>"
     if any(_SECRET_QUERY_KEY.search(key) for key in parsed.query):
         query = {
-            key: ("***" if _SECRET_QUERY_KEY.search(key) else value)
+            key: ("redacted" if _SECRET_QUERY_KEY.search(key) else value)
             for key, value in parsed.query.items()
         }
         parsed = parsed.set(query=query)

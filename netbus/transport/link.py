@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from netbus.errors import ProtocolError
 
@@ -100,7 +100,8 @@ class Link:
 
     # ------------------------------------------------------------------ asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # No isinstance check: uvloop's transports do not subclass asyncio.Transport.
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         self.peer = transport.get_extra_info("peername")
         self.secure = transport.get_extra_info("sslcontext") is not None

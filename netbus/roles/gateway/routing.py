@@ -5,19 +5,29 @@ Pre-login keys. Before login a connection's packets carry ``0x80000000 | n`` as 
 ``1 .. 2**31-1``, so the top bit alone tells a reply for a pre-login connection from one for a
 user, and the two can never collide (docs/protocol.md, "utag").
 
-Instances. A stype may have several addresses; a user sticks to one instance chosen by
-rendezvous hashing over the instances that are up, so losing an instance moves only its
-users, and they come back to it when it returns.
+Instances. A stype may have several addresses, and a route's policy picks one per user:
+
+- ``"hash"``: rendezvous hashing over the instances that are up, so losing an instance moves
+  only its users, and they come back to it when it returns;
+- ``"primary"``: the first address (in config order) that is up, for everybody: the others
+  are standbys. A service with one shared state (the talkroom's room) needs this; since all
+  gateways share the config order, they all agree once their links agree.
+
+When the set of live instances changes, `ServiceRoute.choose` over the old and the new set
+tells the gateway which users moved (docs/scaling.md).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import Literal
 
 from netbus.transport.upstream import Upstream
 
-__all__ = ["PRELOGIN_BIT", "PreloginKeys", "ServiceRoute", "is_prelogin"]
+__all__ = ["PRELOGIN_BIT", "Policy", "PreloginKeys", "ServiceRoute", "is_prelogin"]
+
+Policy = Literal["hash", "primary"]
 
 PRELOGIN_BIT = 0x80000000
 MAX_UID = PRELOGIN_BIT - 1
@@ -57,9 +67,14 @@ def _weight(instance: str, utag: int) -> int:
 class ServiceRoute:
     """The upstream links of one stype and the choice of instance per user."""
 
-    def __init__(self, name: str, stype: int, upstreams: Sequence[Upstream]) -> None:
+    def __init__(
+        self, name: str, stype: int, upstreams: Sequence[Upstream], *, policy: Policy = "hash"
+    ) -> None:
+        if policy not in ("hash", "primary"):
+            raise ValueError(f"unknown routing policy {policy!r}")
         self.name = name
         self.stype = stype
+        self.policy = policy
         self.upstreams = list(upstreams)
         self._single = self.upstreams[0] if len(self.upstreams) == 1 else None
 
@@ -67,6 +82,11 @@ class ServiceRoute:
         """The instance for ``utag`` among those up, or None if none is."""
         if self._single is not None:
             return self._single if self._single.is_up else None
+        if self.policy == "primary":
+            for upstream in self.upstreams:
+                if upstream.is_up:
+                    return upstream
+            return None
         best: Upstream | None = None
         best_weight = -1
         for upstream in self.upstreams:
@@ -75,6 +95,14 @@ class ServiceRoute:
                 if weight > best_weight:
                     best, best_weight = upstream, weight
         return best
+
+    def choose(self, utag: int, live: Sequence[Upstream]) -> Upstream | None:
+        """What `pick` answers when exactly ``live`` (in config order) are up."""
+        if not live:
+            return None
+        if self.policy == "primary" or len(live) == 1:
+            return live[0]
+        return max(live, key=lambda upstream: _weight(upstream.name, utag))
 
     @property
     def is_up(self) -> bool:
