@@ -7,11 +7,13 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
+import orjson
 
-from netbus.config import Settings, load_settings
+from netbus.bench import bench
+from netbus.config import ListenerConfig, Settings, load_settings
 from netbus.errors import ConfigError
 from netbus.log import setup_logging
 from netbus.runtime import LoopName, run, wait_for_signal
@@ -75,8 +77,12 @@ def _serve(
             await server.close()
             raise click.ClickException(f"{role}: cannot start the admin HTTP: {exc}") from None
         admin_port = admin_app.port if admin_app is not None else getattr(server, "port", 0)
+        # Handle SIGINT/SIGTERM before saying READY: a supervisor (or a test) may stop the
+        # role as soon as it reads that line, and the default action would kill it undrained.
+        stop = asyncio.ensure_future(wait_for_signal())
+        await asyncio.sleep(0)  # lets wait_for_signal install its handlers
         announce_ready(role, **_ports(server), admin_port=admin_port)
-        sig = await wait_for_signal()
+        sig = await stop
         log.info("%s: %s received, shutting down", role, sig.name)
         if admin_app is not None:
             await admin_app.close()
@@ -184,30 +190,77 @@ def web(config: str | None, loop: LoopName, host: str | None, port: int | None) 
     _serve("web", settings, loop, factory, admin=False)
 
 
+#: the Redis that `netbus up --gateways N` (N > 1) uses when ``[redis] url`` is unset
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
 @main.command()
 @_config_option
 @_loop_option
-def up(config: str | None, loop: LoopName) -> None:
-    """Run the whole cluster on this machine: center, talkroom, gateway (and web)."""
+@click.option(
+    "--gateways",
+    "-g",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Gateway processes gw1..gwN sharing Redis; each one's ports are the configured ones"
+    " + 2*(i-1), skipping ports of the other roles (docs/scaling.md).",
+)
+def up(config: str | None, loop: LoopName, gateways: int) -> None:
+    """Run the whole cluster on this machine: center, talkroom, gateway(s) (and web)."""
     from netbus.supervisor import RoleProcess, Supervisor
 
     settings = _settings(config)
     setup_logging("up", level=settings.log.level, json_format=settings.log.json_format)
     base = [sys.executable, "-m", "netbus"]
     extra = (["--config", config] if config else []) + ["--loop", loop]
-    roles = [RoleProcess(name, [*base, name, *extra]) for name in _cluster_roles()]
+    common_env: dict[str, str] = {}
+    redis_url = settings.redis.url
+    if gateways > 1 and not redis_url:
+        redis_url = DEFAULT_REDIS_URL
+        common_env["NETBUS_REDIS__URL"] = redis_url
+        settings = settings.model_copy(
+            update={"redis": settings.redis.model_copy(update={"url": redis_url})}
+        )
+    if redis_url:
+        _check_redis(redis_url)
+    layout = gateway_layout(settings, gateways)
+    roles = []
+    for name in _cluster_roles():
+        if name != "gateway":
+            roles.append(RoleProcess(name, [*base, name, *extra], env=dict(common_env)))
+            continue
+        for gw in layout:
+            env = {**common_env, **gw.env} if gateways > 1 else dict(common_env)
+            role_name = gw.id if gateways > 1 else "gateway"
+            roles.append(RoleProcess(role_name, [*base, "gateway", *extra], env=env))
 
     async def main_() -> None:
         sup = Supervisor(roles)
+        # Handle SIGINT/SIGTERM from the start: a signal while the roles are starting (or
+        # while one cannot start) must stop the children, not kill `up` and orphan them.
+        stop = asyncio.ensure_future(wait_for_signal())
+        await asyncio.sleep(0)  # lets wait_for_signal install its handlers
+        starting = asyncio.ensure_future(sup.start())
         try:
-            await sup.start()
-            _print_banner(settings)
-            await wait_for_signal()
+            await asyncio.wait({starting, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if not stop.done():
+                starting.result()
+                _print_banner(settings, layout if gateways > 1 else None)
+                await stop
         finally:
+            starting.cancel()
+            stop.cancel()
             print("netbus up: stopping", flush=True)
             await sup.stop()
 
     run(main_, loop=loop)
+
+
+def _redacted(url: str) -> str:
+    from netbus.registry import redact_redis_url
+
+    return redact_redis_url(url)
 
 
 def _cluster_roles() -> list[str]:
@@ -217,12 +270,90 @@ def _cluster_roles() -> list[str]:
     return roles
 
 
-def _print_banner(settings: Settings) -> None:
+class GatewaySlot(NamedTuple):
+    """One gateway of `netbus up --gateways N`: its id, listeners, admin port and env."""
+
+    id: str
+    listeners: list[ListenerConfig]
+    admin_port: int | None
+    env: dict[str, str]
+
+
+def gateway_layout(settings: Settings, count: int) -> list[GatewaySlot]:
+    """Ids gw1..gwN and ports: gateway i (from 0) adds 2*k to every configured port, with
+    k = i unless that would hit a port of another role (or of an earlier gateway); such
+    offsets are skipped. Port 0 ("any free port") stays 0.
+
+    Raises:
+        click.ClickException: the ports would pass 65535.
+    """
+    cfg = settings.gateway
+    admin = getattr(cfg, "admin_port", None)
+    reserved = {settings.talkroom.port, settings.center.port, settings.web.port}
+    for role_cfg in (settings.talkroom, settings.center):
+        reserved.add(getattr(role_cfg, "admin_port", 0))
+    reserved.discard(0)
+    used: set[int] = set()
+    slots: list[GatewaySlot] = []
+    k = 0
+    while len(slots) < count:
+        ports = [lst.port + 2 * k if lst.port else 0 for lst in cfg.listeners]
+        admin_k = admin + 2 * k if admin else admin
+        taken = {p for p in ports if p} | ({admin_k} if admin_k else set())
+        k += 1
+        if any(p > 65535 for p in taken):
+            raise click.ClickException(f"{count} gateways do not fit below port 65536")
+        if taken & (reserved | used):
+            continue
+        used |= taken
+        gw_id = f"gw{len(slots) + 1}"
+        listeners = [
+            lst.model_copy(update={"port": p}) for lst, p in zip(cfg.listeners, ports, strict=True)
+        ]
+        env = {
+            "NETBUS_GATEWAY__ID": gw_id,
+            "NETBUS_GATEWAY__LISTENERS": orjson.dumps(
+                [lst.model_dump(mode="json") for lst in listeners]
+            ).decode(),
+        }
+        if admin_k is not None:
+            env["NETBUS_GATEWAY__ADMIN_PORT"] = str(admin_k)
+        slots.append(GatewaySlot(gw_id, listeners, admin_k, env))
+    return slots
+
+
+def _check_redis(url: str) -> None:
+    """Fail `netbus up` with a clear message when the configured Redis does not answer."""
+    import redis
+    from redis.exceptions import RedisError
+
+    from netbus.registry import redact_redis_url
+
+    client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    try:
+        client.ping()
+    except (RedisError, OSError) as exc:
+        raise click.ClickException(
+            f"Redis at {redact_redis_url(url)} does not answer ({exc}); several gateways share"
+            " their login state there. Start redis-server, or set [redis] url"
+            " (env NETBUS_REDIS__URL)."
+        ) from None
+    finally:
+        client.close()
+
+
+def _print_banner(settings: Settings, layout: list[GatewaySlot] | None = None) -> None:
     lines = ["netbus up: cluster ready"]
-    for lst in settings.gateway.listeners:
-        scheme = {"tcp": "tls", "ws": "wss"}[lst.kind] if lst.is_encrypt else lst.kind
-        path = "/ws" if lst.kind == "ws" else ""
-        lines.append(f"  gateway   {scheme}://{lst.host}:{lst.port}{path}")
+    gateways = [(settings.gateway.id, settings.gateway.listeners)]
+    if layout:
+        gateways = [(slot.id, slot.listeners) for slot in layout]
+        lines.append(f"  redis     {_redacted(settings.redis.url or '')}")
+    for gw_id, listeners in gateways:
+        for lst in listeners:
+            scheme = {"tcp": "tls", "ws": "wss"}[lst.kind] if lst.is_encrypt else lst.kind
+            path = "/ws" if lst.kind == "ws" else ""
+            label = gw_id if layout else "gateway"
+            lines.append(f"  {label:<9} {scheme}://{lst.host}:{lst.port}{path}")
     if "web" in main.commands:
         lines.append(f"  browser   http://{settings.web.host}:{settings.web.port}/")
         lines.append(f"  health    http://{settings.web.host}:{settings.web.port}/healthz")
@@ -270,3 +401,6 @@ def db_upgrade(config: str | None) -> None:
     settings = _settings(config)
     upgrade_sync(settings.center.database_url)
     click.echo(f"schema is up to date: {redact_url(settings.center.database_url)}")
+
+
+main.add_command(bench)

@@ -60,6 +60,8 @@ class Supervisor:
             role.proc = await asyncio.create_subprocess_exec(
                 *role.argv, stdout=asyncio.subprocess.PIPE, env=env, start_new_session=True
             )
+            if self._stopping:  # stop() began while this child was being spawned
+                role.proc.send_signal(signal.SIGTERM)
             reader = asyncio.create_task(self._read(role, role.proc))
             code = await role.proc.wait()
             await reader
@@ -81,22 +83,26 @@ class Supervisor:
             else:
                 print(f"[{role.name}] {line}", flush=True)
 
+    def _running(self) -> list[asyncio.subprocess.Process]:
+        return [r.proc for r in reversed(self.roles) if r.proc and r.proc.returncode is None]
+
     async def stop(self) -> None:
         """SIGTERM every child (reverse start order), SIGKILL what outlives the deadline."""
         self._stopping = True
-        procs = [r.proc for r in reversed(self.roles) if r.proc and r.proc.returncode is None]
-        for proc in procs:
+        for proc in self._running():
             proc.send_signal(signal.SIGTERM)
         try:
             async with asyncio.timeout(self.stop_timeout):
-                for proc in procs:
-                    await proc.wait()
+                # Again until none is left: a child whose spawn was under way when stop()
+                # began appears later (and _keep has sent it SIGTERM).
+                while running := self._running():
+                    for proc in running:
+                        await proc.wait()
         except TimeoutError:
-            for proc in procs:
-                if proc.returncode is None:
-                    log.warning("pid %d did not stop in time; killing it", proc.pid)
-                    proc.kill()
-                    await proc.wait()
+            for proc in self._running():
+                log.warning("pid %d did not stop in time; killing it", proc.pid)
+                proc.kill()
+                await proc.wait()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

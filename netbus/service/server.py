@@ -6,6 +6,7 @@ players connect straight to this server (standalone mode, each connection one us
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 
@@ -43,6 +44,24 @@ class ServiceServer:
         self.client_ports: list[int] = []
 
     async def start(self) -> None:
+        """Open every listener; if one fails (e.g. a bad TLS file), close those already open.
+
+        Raises:
+            ConfigError: a listener is misconfigured.
+            OSError: a port cannot be bound.
+        """
+        try:
+            await self._start()
+        except BaseException:
+            for server in self._servers:
+                server.close()
+            for server in self._servers:
+                await server.wait_closed()
+            self._servers.clear()
+            self.client_ports.clear()
+            raise
+
+    async def _start(self) -> None:
         server = await start_listener(self._gateway_spec, self.gateway_host)
         self._servers.append(server)
         self.port = server.sockets[0].getsockname()[1]
@@ -56,13 +75,20 @@ class ServiceServer:
             log.info("%s: players connect to %s://%s:%d", self.name, scheme, spec.host, port)
 
     async def close(self, *, drain_timeout: float = 5.0) -> None:
-        """Stop accepting, close every link, then wait for running handlers."""
+        """Stop accepting, finish running handlers (their replies still go out), close links.
+
+        Handlers still running at the deadline lose their replies; the gateway then tells
+        those clients the service is unavailable when the link drops.
+        """
         for server in self._servers:
             server.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_timeout
+        while self.manager.pending and (left := deadline - loop.time()) > 0:
+            await self.manager.drain(left)
         for host in (self.client_host, self.gateway_host):
             for session in host.sessions:
                 session.close("server shutting down")
-        await self.manager.drain(drain_timeout)
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()

@@ -15,6 +15,7 @@ import asyncio
 import atexit
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -65,12 +66,30 @@ def child_env() -> dict[str, str]:
     return env
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """``count`` distinct ports that were free a moment ago (bind port 0, read, close)."""
+    """``count`` distinct ports that were free a moment ago (bound, read, closed).
+
+    They are drawn below the kernel's ephemeral range: a port that bind(0) handed out is one
+    that any process on the machine may get from its own bind(0) or connect() while a role
+    that owns it is down for a restart (seen: a restarted gateway failing with EADDRINUSE
+    while other test suites ran). Outside that range only explicit binds can collide.
+    """
+    low = _ephemeral_low()
     ports: list[int] = []
     while len(ports) < count:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((host, 0))
+            candidate = random.randrange(20000, low) if low > 21000 else 0
+            try:
+                sock.bind((host, candidate))
+            except OSError:
+                continue
             port = sock.getsockname()[1]
         if port not in ports:
             ports.append(port)
@@ -290,7 +309,6 @@ gateway_url = "{self.ws_url}"
             )
         return text
 
-
     def argv(self, role: str) -> list[str]:
         return [
             sys.executable,
@@ -399,7 +417,11 @@ def processes() -> dict[int, tuple[int, str, list[str]]]:
             continue  # exited meanwhile
         # "pid (comm) state ppid ...": comm may hold spaces, so split after the last ")"
         fields = stat[stat.rindex(")") + 2 :].split()
-        out[int(entry.name)] = (int(fields[1]), fields[0], [a.decode(errors="replace") for a in argv if a])
+        out[int(entry.name)] = (
+            int(fields[1]),
+            fields[0],
+            [a.decode(errors="replace") for a in argv if a],
+        )
     return out
 
 

@@ -11,9 +11,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -26,14 +27,38 @@ from netbus.client import Client
 from netbus.protocol.commands import GatewayCmd, Stype, TalkroomCmd, TalkroomStatus
 
 from .cluster import Cluster, live_pids_with_arg
-from .helpers import Clients, barrier, next_gateway_notice, retry_until_served
+from .helpers import Clients, barrier, leaked_secrets, next_gateway_notice, retry_until_served
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "one_client_loop: run this e2e test's client side on one event loop only",
+    )
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]] | None:
+    """Tests marked ``one_client_loop`` (the ones that start and stop processes, where the
+    time goes) run their client side on the stdlib loop only: the loop under test there is
+    the roles' (uvloop by default, asyncio's in test_roles_on_the_stdlib_loop), and the
+    client library runs on both loops in every other test. ``NETBUS_TEST_LOOPS`` still wins.
+    None defers to tests/conftest.py.
+    """
+    if item.get_closest_marker("one_client_loop") and not os.environ.get("NETBUS_TEST_LOOPS"):
+        return {"asyncio": asyncio.new_event_loop}
+    return None
+
 
 MYSQL_BASE_URL = os.environ.get("NETBUS_TEST_MYSQL_URL", "mysql+asyncmy://root@127.0.0.1:3306")
 READY_TIMEOUT = 20.0
 
 
-async def ready_check(cluster: Cluster, *, timeout: float = READY_TIMEOUT) -> None:
-    """Every route answers through the gateway, and the room is empty.
+async def ready_check(
+    cluster: Cluster, *, timeout: float = READY_TIMEOUT, empty_room: bool = True
+) -> None:
+    """Every route answers through the gateway, and (``empty_room``) the room is empty.
 
     A probe logs in (auth route), asks the talkroom for Exit (talkroom route), enters, and
     waits for the UserExit of anyone still in the room (a client the previous test closed
@@ -53,6 +78,8 @@ async def ready_check(cluster: Cluster, *, timeout: float = READY_TIMEOUT) -> No
 
         status = await retry_until_served(probe.exit, timeout=timeout, wake=talkroom_back)
         assert status in (TalkroomStatus.OK, TalkroomStatus.NOT_IN_ROOM), status
+        if not empty_room:
+            return
         assert await probe.enter("~probe", 0) == TalkroomStatus.OK
         await barrier(probe)
         present = {
@@ -72,11 +99,17 @@ async def ready_check(cluster: Cluster, *, timeout: float = READY_TIMEOUT) -> No
 
 
 def _stop(cluster: Cluster) -> None:
+    """Stop the roles (each must exit 0 on SIGTERM) and check what they leave behind: no
+    process, and no guest key or pepper in anything they printed."""
     try:
         cluster.stop(check=True)
     finally:
         leftovers = live_pids_with_arg(str(cluster.config_path))
         assert not leftovers, f"role processes outlived the cluster: {leftovers}"
+    pepper = cluster.pepper_file.read_text().strip() if cluster.pepper_file.exists() else ""
+    output = [line for proc in cluster.history for line in proc.output()]
+    leaked = leaked_secrets(output, cluster.probe_key, pepper)
+    assert not leaked, f"secrets in the roles' output: {sorted(leaked)}"
 
 
 @pytest.fixture(scope="module")
@@ -104,11 +137,7 @@ async def cluster_factory(tmp_path: Path) -> AsyncIterator[ClusterFactory]:
     started: list[Cluster] = []
 
     async def make(*, database_url: str | None = None, loop: str = "auto") -> Cluster:
-        import asyncio
-
-        cluster = Cluster(
-            tmp_path / f"cluster{len(started)}", database_url=database_url, loop=loop
-        )
+        cluster = Cluster(tmp_path / f"cluster{len(started)}", database_url=database_url, loop=loop)
         started.append(cluster)
         await asyncio.to_thread(cluster.start)
         await ready_check(cluster)
@@ -157,9 +186,7 @@ async def database_url(request: pytest.FixtureRequest) -> AsyncIterator[str | No
         except Exception as exc:  # no server, or it refuses us
             _mariadb_unavailable(f"{type(exc).__name__}: {exc}")
         try:
-            yield make_url(MYSQL_BASE_URL).set(database=name).render_as_string(
-                hide_password=False
-            )
+            yield make_url(MYSQL_BASE_URL).set(database=name).render_as_string(hide_password=False)
         finally:
             async with admin.connect() as conn:
                 await conn.execute(text(f"DROP DATABASE IF EXISTS {quoted}"))

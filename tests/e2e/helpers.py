@@ -25,8 +25,20 @@ KEY_ALPHABET = string.ascii_letters + string.digits + "_-"
 REQUEST_TIMEOUT = 5.0
 
 
+#: every guest key the tests used: none may ever show up in a role's output (§4.2)
+ISSUED_KEYS: set[str] = set()
+
+
 def new_key(length: int = 32) -> str:
-    return "".join(secrets.choice(KEY_ALPHABET) for _ in range(length))
+    key = "".join(secrets.choice(KEY_ALPHABET) for _ in range(length))
+    ISSUED_KEYS.add(key)
+    return key
+
+
+def leaked_secrets(lines: list[str], *extra: str) -> set[str]:
+    """Which issued guest keys (or ``extra`` secrets) appear in ``lines``."""
+    text = "\n".join(lines)
+    return {secret for secret in (*ISSUED_KEYS, *extra) if secret and secret in text}
 
 
 def new_name(prefix: str) -> str:
@@ -87,6 +99,18 @@ async def settled(*clients: Client) -> list[list[Push]]:
     return [client.drain_pushes() for client in clients]
 
 
+async def room_members(url: str, clients: Clients) -> Counter[str]:
+    """Enter with a fresh client; the members it is told about (then it leaves and closes)."""
+    fresh = await clients.login(url)
+    assert await fresh.enter(new_name("fresh"), 0) == TalkroomStatus.OK
+    (pushes,) = await settled(fresh)
+    assert all(p.ctype == TalkroomCmd.UserArrived for p in pushes), pushes
+    names = Counter(p.body["uname"] for p in pushes)
+    assert await fresh.exit() == TalkroomStatus.OK
+    await fresh.close()
+    return names
+
+
 def talk(pushes: list[Push]) -> Counter[tuple[Any, ...]]:
     """Talkroom pushes as a multiset of comparable tuples (proto_type included)."""
     out: Counter[tuple[Any, ...]] = Counter()
@@ -131,7 +155,7 @@ async def retry_until_served(
     """
     deadline = time.monotonic() + timeout
     last: Exception | None = None
-    while (remaining := deadline - time.monotonic()) > 0:
+    while time.monotonic() < deadline:
         try:
             return await attempt()
         except (ServiceUnavailable, RequestTimeout) as exc:

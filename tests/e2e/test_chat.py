@@ -19,7 +19,7 @@ from netbus.protocol.commands import (
 )
 
 from .cluster import Cluster
-from .helpers import BUF, JSON, Clients, barrier, new_key, new_name, settled, talk
+from .helpers import BUF, JSON, Clients, barrier, new_key, new_name, room_members, settled, talk
 
 
 def arrived(uname: str, usex: int, proto: int) -> tuple[object, ...]:
@@ -32,18 +32,6 @@ def left(uname: str, usex: int, proto: int) -> tuple[object, ...]:
 
 def said(uname: str, usex: int, msg: str, proto: int) -> tuple[object, ...]:
     return ("msg", uname, usex, msg, proto)
-
-
-async def room_as_seen_by_newcomer(cluster: Cluster, clients: Clients) -> Counter[str]:
-    """Enter with a fresh client; the members it is told about (then it leaves and closes)."""
-    fresh = await clients.login(cluster.tcp_url)
-    assert await fresh.enter(new_name("fresh"), 0) == TalkroomStatus.OK
-    (pushes,) = await settled(fresh)
-    names = Counter(p.body["uname"] for p in pushes if p.ctype == TalkroomCmd.UserArrived)
-    assert all(p.ctype == TalkroomCmd.UserArrived for p in pushes), pushes
-    assert await fresh.exit() == TalkroomStatus.OK
-    await fresh.close()
-    return names
 
 
 async def test_chat_tcp_ws_json_buf(cluster: Cluster, clients: Clients) -> None:
@@ -71,7 +59,7 @@ async def test_chat_tcp_ws_json_buf(cluster: Cluster, clients: Clients) -> None:
                 expected[said(oname, osex, messages[oname], proto)] += 1
         assert talk(got) == expected, f"{uname} got {got}"
 
-    assert await room_as_seen_by_newcomer(cluster, clients) == Counter(m[1] for m in members)
+    assert await room_members(cluster.tcp_url, clients) == Counter(m[1] for m in members)
 
 
 async def test_relogin_kicks_older_connection(cluster: Cluster, clients: Clients) -> None:
@@ -110,7 +98,7 @@ async def test_relogin_kicks_older_connection(cluster: Cluster, clients: Clients
     )
     assert talk(b_pushes) == Counter([arrived(observer_name, 1, JSON)])
 
-    assert await room_as_seen_by_newcomer(cluster, clients) == Counter([observer_name, b_name])
+    assert await room_members(cluster.tcp_url, clients) == Counter([observer_name, b_name])
 
 
 async def test_one_connection_logs_in_twice(cluster: Cluster, clients: Clients) -> None:
@@ -150,9 +138,7 @@ async def test_one_connection_logs_in_twice(cluster: Cluster, clients: Clients) 
     )
     # c entered twice and was told about the observer each time.
     assert talk(c_pushes) == Counter({arrived(observer_name, 0, JSON): 2})
-    assert await room_as_seen_by_newcomer(cluster, clients) == Counter(
-        [observer_name, second_name]
-    )
+    assert await room_members(cluster.tcp_url, clients) == Counter([observer_name, second_name])
 
 
 @pytest.mark.parametrize("kind", ["tcp", "ws"])
@@ -168,7 +154,7 @@ async def test_close_sends_user_disconnect(cluster: Cluster, clients: Clients, k
     assert (push.ctype, push.body) == (TalkroomCmd.UserExit, {"uname": name, "usex": 1})
     (rest,) = await settled(observer)
     assert rest == []
-    assert name not in await room_as_seen_by_newcomer(cluster, clients)
+    assert name not in await room_members(cluster.tcp_url, clients)
 
 
 async def test_forged_utag_and_control_packets(cluster: Cluster, clients: Clients) -> None:
@@ -206,9 +192,7 @@ async def test_forged_utag_and_control_packets(cluster: Cluster, clients: Client
     assert mallory_pushes == []
     assert not mallory.closed.is_set()
     assert await victim.enter(victim_name, 0) == TalkroomStatus.IN_ROOM
-    assert await room_as_seen_by_newcomer(cluster, clients) == Counter(
-        [victim_name, mallory_name]
-    )
+    assert await room_members(cluster.tcp_url, clients) == Counter([victim_name, mallory_name])
 
 
 @pytest.mark.parametrize("proto", [JSON, BUF])

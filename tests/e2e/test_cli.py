@@ -6,18 +6,33 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import stat
 import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from netbus.protocol.commands import GatewayCmd, Stype, TalkroomCmd, TalkroomStatus
 
-from .cluster import Cluster, Proc, children_of, live_pids_with_arg
+from .cluster import Cluster, Proc, children_of, live_pids_with_arg, processes
 from .conftest import ready_check
-from .helpers import BUF, JSON, Clients, new_name, next_gateway_notice, settled, talk
+from .helpers import (
+    BUF,
+    ISSUED_KEYS,
+    JSON,
+    Clients,
+    leaked_secrets,
+    new_name,
+    next_gateway_notice,
+    settled,
+    talk,
+)
 
 UP_TIMEOUT = 30.0
+
+pytestmark = pytest.mark.one_client_loop
 
 
 def role_children(pid: int) -> dict[str, int]:
@@ -86,16 +101,17 @@ async def test_netbus_up(tmp_path: Path, clients: Clients) -> None:
     assert code == 0, up.text()
     assert "netbus up: stopping" in up.output("out")
     assert not leftovers, f"children outlived `netbus up`: {leftovers}\n{up.text()}"
-    for name, pid in roles.items():
-        assert not Path(f"/proc/{pid}").exists(), f"{name} (pid {pid}) is still there"
+    assert not leaked_secrets(up.output()), "a guest key was logged"
+    alive = {name: pid for name, pid in roles.items() if pid in processes()}
+    assert not alive, f"role processes still there: {alive}"
 
 
 async def chat_cli(url: str, key_file: Path, name: str, lines: list[str], *args: str) -> str:
     """Run ``netbus chat`` with ``lines`` then ``/quit`` on stdin; its stdout."""
+    argv = [sys.executable, "-m", "netbus", "chat", "--url", url, "--key-file", str(key_file)]
     proc = Proc(
         "chat",
-        [sys.executable, "-m", "netbus", "chat", "--url", url, "--key-file", str(key_file)]
-        + ["--name", name, *args],
+        [*argv, "--name", name, *args],
         cwd=key_file.parent.parent,
         stdin="".join(f"{line}\n" for line in [*lines, "/quit"]).encode(),
     )
@@ -111,9 +127,10 @@ async def test_netbus_chat(cluster: Cluster, clients: Clients, tmp_path: Path) -
     observer = await clients.member(cluster.tcp_url, new_name("obs"))
     key_file = tmp_path / "keys" / "guest_key"
     name = new_name("cli")
+    assert not key_file.exists()
     uids, keys = [], []
     for url, args, msg in [
-        (cluster.tcp_url, (), "hello from the cli!"),
+        (cluster.tcp_url, (), "hello"),
         (cluster.ws_url, ("--buf",), "and again over ws 🎲"),
     ]:
         out = await chat_cli(url, key_file, name, [msg], *args)
@@ -122,6 +139,7 @@ async def test_netbus_chat(cluster: Cluster, clients: Clients, tmp_path: Path) -
         uids.append(int(found.group(1)))
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
         keys.append(key_file.read_text().strip())
+        ISSUED_KEYS.add(keys[-1])
         assert re.fullmatch(r"[A-Za-z0-9_-]{16,64}", keys[-1])
         # The observer saw the CLI user come, speak and (on /quit) leave, once each.
         expected = [
@@ -136,3 +154,36 @@ async def test_netbus_chat(cluster: Cluster, clients: Clients, tmp_path: Path) -
         assert rest == []
     assert keys[0] == keys[1]  # the key file was created once, then reused
     assert uids[0] == uids[1] > 0  # so both runs were the same account
+
+
+async def test_netbus_up_stopped_while_a_role_cannot_start(tmp_path: Path) -> None:
+    """The gateway's port is taken, so the gateway exits at once and is restarted again and
+    again and `up` never gets ready. SIGTERM then must still stop every child: `up` exits 0
+    and leaves no role behind (it used to die of the signal and orphan the services)."""
+    workdir = tmp_path / "up"
+    layout = Cluster(workdir)
+    layout.config_path.write_text(layout.config_text(storage=False))
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", layout.ports["tcp"]))
+        squatter.listen()
+        up = Proc(
+            "up",
+            [sys.executable, "-m", "netbus", "up", "--config", str(layout.config_path)],
+            cwd=workdir,
+        )
+        try:
+            await up.await_line(
+                lambda line: "gateway exited with code 1" in line, timeout=UP_TIMEOUT
+            )
+            roles = role_children(up.pid)
+            assert {"center", "talkroom"} <= roles.keys(), roles
+        finally:
+            up.signal(signal.SIGTERM)
+            code = await asyncio.to_thread(up.wait, UP_TIMEOUT)
+            leftovers = live_pids_with_arg(str(layout.config_path))
+            for pid in leftovers:
+                os.kill(pid, signal.SIGKILL)
+    assert code == 0, up.text()
+    assert "netbus up: cluster ready" not in up.output("out")
+    assert "netbus up: stopping" in up.output("out")
+    assert not leftovers, f"children outlived `netbus up`: {leftovers}\n{up.text()}"

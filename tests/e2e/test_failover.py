@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from collections import Counter
 
 import pytest
@@ -9,11 +11,23 @@ import pytest
 from netbus.errors import ServiceUnavailable
 from netbus.protocol.commands import AuthCmd, GatewayCmd, Stype, TalkroomStatus
 
-from .conftest import ClusterFactory
-from .helpers import BUF, JSON, Clients, new_key, new_name, next_gateway_notice, retry_until_served
-from .helpers import settled, talk
+from .conftest import ClusterFactory, ready_check
+from .helpers import (
+    BUF,
+    JSON,
+    Clients,
+    new_key,
+    new_name,
+    next_gateway_notice,
+    retry_until_served,
+    room_members,
+    settled,
+    talk,
+)
 
 RESTART_TIMEOUT = 30.0
+
+pytestmark = pytest.mark.one_client_loop
 
 
 async def test_center_restart_keeps_accounts(
@@ -55,6 +69,8 @@ async def test_center_restart_keeps_accounts(
 
     c = await clients.login(cluster.tcp_url)
     assert c.uid > 0 and c.uid != uid
+    # The accounts were where the config said: no SQLite file appears when MariaDB is used.
+    assert (cluster.workdir / "netbus.db").exists() == (database_url is None)
 
 
 async def test_talkroom_killed_and_restarted(
@@ -95,9 +111,7 @@ async def test_talkroom_killed_and_restarted(
     assert talk(a_pushes) == Counter(
         [("arrived", b_name, 1, JSON), ("msg", b_name, 1, "yes", JSON)]
     )
-    assert talk(b_pushes) == Counter(
-        [("arrived", a_name, 0, BUF), ("msg", a_name, 0, "back", BUF)]
-    )
+    assert talk(b_pushes) == Counter([("arrived", a_name, 0, BUF), ("msg", a_name, 0, "back", BUF)])
 
 
 async def test_roles_on_the_stdlib_loop(cluster_factory: ClusterFactory, clients: Clients) -> None:
@@ -110,3 +124,57 @@ async def test_roles_on_the_stdlib_loop(cluster_factory: ClusterFactory, clients
     a_pushes, b_pushes = await settled(a, b)
     assert talk(a_pushes) == Counter([("arrived", b_name, 1, BUF), ("msg", b_name, 1, "hi", BUF)])
     assert b_pushes == []  # its arrival pushes were taken by clients.member
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+async def test_gateway_restart(
+    cluster_factory: ClusterFactory, clients: Clients, sig: signal.Signals
+) -> None:
+    """Clients of a gateway that stops are closed (told SHUTDOWN first on a clean stop); the
+    services forget them (USER_DISCONNECT on a clean stop, the lost link on a crash); a new
+    gateway process serves the same accounts."""
+    cluster = await cluster_factory()
+    key, a_name, b_name = new_key(), new_name("a"), new_name("b")
+    a = await clients.member(cluster.tcp_url, a_name, JSON, key=key)
+    b = await clients.member(cluster.ws_url, b_name, BUF)
+    uid = a.uid
+
+    gateway = cluster.procs["gateway"]
+    gateway.signal(sig)
+    assert await asyncio.to_thread(gateway.wait) == (0 if sig == signal.SIGTERM else -sig)
+    for client in (a, b):
+        await client.wait_closed()
+        notices = [p for p in client.drain_pushes() if p.stype == Stype.Gateway]
+        if sig == signal.SIGTERM:  # a clean stop says so first (docs/protocol.md, SHUTDOWN)
+            assert [p.ctype for p in notices] == [GatewayCmd.SHUTDOWN], notices
+            assert set(notices[0].body) == {"reason"} and notices[0].body["reason"]
+        else:
+            assert notices == []
+
+    await cluster.start_role("gateway")
+    await ready_check(cluster, empty_room=False)
+    assert await room_members(cluster.tcp_url, clients) == Counter()
+    again = await clients.member(cluster.ws_url, a_name, BUF, key=key)
+    assert again.uid == uid
+
+
+async def test_center_sigterm_answers_logins_under_way(
+    cluster_factory: ClusterFactory, clients: Clients
+) -> None:
+    """SIGTERM while the center is creating accounts: every login already sent gets its
+    reply (or, once the link is gone, SERVICE_UNAVAILABLE); none is silently lost. The
+    center used to close its gateway links before finishing its handlers, so all the
+    replies under way were dropped and every client waited for its timeout."""
+    cluster = await cluster_factory()
+    burst = [await clients.open(cluster.url("tcp" if i % 2 else "ws")) for i in range(20)]
+    logins = [asyncio.ensure_future(client.guest_login(new_key())) for client in burst]
+    await asyncio.wait(logins, return_when=asyncio.FIRST_COMPLETED)  # the center is at work
+    center = cluster.procs["center"]
+    center.signal(signal.SIGTERM)
+    outcomes = await asyncio.gather(*logins, return_exceptions=True)
+    assert await asyncio.to_thread(center.wait) == 0
+    for outcome in outcomes:
+        if isinstance(outcome, ServiceUnavailable):
+            continue
+        assert isinstance(outcome, dict) and outcome["status"] == 1, outcome
+    assert sum(isinstance(o, dict) for o in outcomes) >= 1

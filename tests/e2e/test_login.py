@@ -95,7 +95,9 @@ async def test_buf_guest_login_is_dropped(cluster: Cluster, clients: Clients, ki
     key = new_key()
     body = Writer()
     body.str(key)
-    client.send_raw(pack_header(Stype.Auth, AuthCmd.GUEST_LOGIN, 0, ProtoType.BUF) + body.getvalue())
+    client.send_raw(
+        pack_header(Stype.Auth, AuthCmd.GUEST_LOGIN, 0, ProtoType.BUF) + body.getvalue()
+    )
     reply = await client.guest_login(key)
     uid = check_ok(reply, key)
     assert client.pushes.empty(), client.drain_pushes()

@@ -1,4 +1,8 @@
-"""The center role: the auth service over SQL storage, behind a gateway listener."""
+"""The center role: the auth service over SQL storage, behind a gateway listener.
+
+With ``[redis] url`` set, each successful login also caches the account's profile in Redis
+(``<prefix>user:<uid>``, `netbus.registry.ProfileCache`) before the reply leaves.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import logging
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 from netbus.config import Settings
 from netbus.errors import ConfigError
@@ -47,8 +52,21 @@ class CenterServer(ServiceServer):
         self.settings = settings
         self.engine = create_engine(settings.center.database_url)
         self.store = AccountStore(self.engine, load_pepper(settings))
+        self.redis: Any = None  #: redis.asyncio client of the profile cache, if configured
+        on_login = None
+        if settings.redis.url:
+            from netbus.registry import ProfileCache, redis_client
+
+            self.redis = redis_client(settings.redis.url, timeout=settings.redis.timeout)
+            self.profiles = ProfileCache(
+                self.redis,
+                prefix=settings.redis.prefix,
+                ttl=settings.redis.profile_ttl or None,
+                timeout=min(0.5, settings.redis.timeout),
+            )
+            on_login = self.profiles.store
         super().__init__(
-            [AuthService(self.store)],
+            [AuthService(self.store, on_login=on_login)],
             host=settings.center.host,
             port=settings.center.port,
             metrics=metrics or Metrics("center"),
@@ -65,3 +83,5 @@ class CenterServer(ServiceServer):
     async def close(self, *, drain_timeout: float = 5.0) -> None:
         await super().close(drain_timeout=drain_timeout)
         await self.engine.dispose()
+        if self.redis is not None:
+            await self.redis.aclose()
