@@ -28,6 +28,7 @@ import orjson
 from netbus.supervisor import READY_PREFIX
 
 __all__ = [
+    "BenchError",
     "ServerProc",
     "check_loopback",
     "cpu_seconds",
@@ -37,6 +38,10 @@ __all__ = [
 ]
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(RuntimeError):
+    """A benchmark could not run (a server did not start, a worker failed to set up)."""
 
 
 # ------------------------------------------------------------------------------ /proc
@@ -76,7 +81,7 @@ def check_loopback(target: str) -> str:
     host = urlsplit(target).hostname if "://" in target else target.rpartition(":")[0]
     host = (host or target).strip("[]")
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
     except socket.gaierror as exc:
         raise ValueError(f"cannot resolve {host!r}: {exc}") from None
     for address in addresses:
@@ -92,7 +97,9 @@ def check_loopback(target: str) -> str:
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
+    if isinstance(value, int):
+        return str(int(value))  # IntEnum members too
+    if isinstance(value, float):
         return repr(value)
     if isinstance(value, str):
         return orjson.dumps(value).decode()  # a JSON string is a valid TOML basic string
@@ -178,18 +185,18 @@ class ServerProc:
             left = deadline - time.monotonic()
             if left <= 0:
                 self.stop()
-                raise RuntimeError(f"{self.role} not ready in {timeout}s\n{self.log_tail()}")
+                raise BenchError(f"{self.role} not ready in {timeout}s\n{self.log_tail()}")
             ready, _, _ = select.select([fd], [], [], min(left, 0.5))
             if not ready:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(
+                    raise BenchError(
                         f"{self.role} exited with {self.proc.returncode}\n{self.log_tail()}"
                     )
                 continue
             chunk = os.read(fd, 65536)
             if not chunk:
                 self.proc.wait(timeout=5)
-                raise RuntimeError(
+                raise BenchError(
                     f"{self.role} exited with {self.proc.returncode}\n{self.log_tail()}"
                 )
             pending += chunk

@@ -111,6 +111,19 @@ class SetupError(Exception):
     pass
 
 
+async def poll_until(
+    predicate: Callable[[], bool], interval: float, timeout: float | None = None
+) -> bool:
+    """Check ``predicate`` every ``interval`` seconds; False if ``timeout`` passed first."""
+    end = None if timeout is None else time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if end is not None and time.monotonic() >= end:
+            return False
+        await asyncio.sleep(interval)
+
+
 def _guest_key(tag: str, wid: int, n: int) -> str:
     return f"bench-{tag}-{wid}-{n}-{secrets.token_hex(6)}"[:64]
 
@@ -146,8 +159,8 @@ class RawConn:
         parts = urlsplit(url)
         await asyncio.get_running_loop().create_connection(
             lambda: self.link,
-            parts.hostname,
-            parts.port,
+            parts.hostname or "127.0.0.1",
+            parts.port or 0,
             local_addr=(local_addr, 0) if local_addr else None,
         )
 
@@ -157,7 +170,9 @@ class RawConn:
         """One request during setup; returns the decoded reply body."""
         fut: asyncio.Future[bytearray] = asyncio.get_running_loop().create_future()
         self.waiters.setdefault((stype, ctype), deque()).append(fut)
-        data = CODECS.encode(stype, ctype, body, proto_type=proto_type, direction=Direction.TO_SERVER)
+        data = CODECS.encode(
+            stype, ctype, body, proto_type=proto_type, direction=Direction.TO_SERVER
+        )
         if not self.link.send_raw(data):
             raise ConnectionError("link closed")
         async with asyncio.timeout(10):
@@ -488,8 +503,7 @@ class Worker:
                 for conn in conns:
                     if self.may_send(time.monotonic_ns()):
                         conn.send()
-            while self.may_send(time.monotonic_ns()):
-                await asyncio.sleep(0.02)
+            await poll_until(lambda: not self.may_send(time.monotonic_ns()), 0.02)
         else:
             state = {"i": 0}
 
@@ -502,9 +516,7 @@ class Worker:
             await self._pace(send_one)
         self.running = False
         # Let in-flight replies land (bounded), then count what never came back.
-        end = time.monotonic() + 3.0
-        while time.monotonic() < end and any(c.sent_at and not c.closed for c in conns):
-            await asyncio.sleep(0.01)
+        await poll_until(lambda: not any(c.sent_at and not c.closed for c in conns), 0.01, 3.0)
         self.unanswered = sum(len(c.sent_at) for c in conns)
         if self.unanswered:
             self.error_kinds["unanswered"] += self.unanswered
@@ -583,13 +595,31 @@ class Worker:
         t_setup = time.monotonic()
         conns: list[RawConn] = await self._open_all(self._raw_conn)
         want = spec.room_size - 1
-        async with asyncio.timeout(spec.setup_timeout):
-            while any(c.arrivals < want for c in conns if not c.closed):
-                await asyncio.sleep(0.05)
-        await self._ready_and_go(t_setup)
-        await self.wait_event(self.stop)
+        if not await poll_until(
+            lambda: all(c.arrivals >= want for c in conns if not c.closed),
+            0.05,
+            spec.setup_timeout,
+        ):
+            raise SetupError(f"room arrivals not complete in {spec.setup_timeout}s")
+        keepalive = asyncio.create_task(self._keepalive(conns))
+        try:
+            await self._ready_and_go(t_setup)
+            await self.wait_event(self.stop)
+        finally:
+            keepalive.cancel()
         self.running = False
         self.set_state(State.DONE)
+
+    async def _keepalive(self, conns: list[RawConn], interval: float = 15.0) -> None:
+        """Heartbeats from members that only listen, as a real client would send them."""
+        frame = CODECS.encode(
+            Stype.Gateway, GatewayCmd.HEARTBEAT, None, direction=Direction.TO_SERVER
+        )
+        while True:
+            await asyncio.sleep(interval)
+            for conn in conns:
+                if not conn.closed:
+                    conn.link.send_raw(frame)
 
     async def job_fanout_send(self) -> None:
         spec = self.spec
@@ -665,6 +695,7 @@ class Worker:
             if isinstance(m, BaseException):
                 self.error(f"ramp_{type(m).__name__}")
         self.t_ramped = time.monotonic_ns()
+        self.extra = len(clients)  # logged in at the end of the ramp
         self.set_state(State.RAMPED)
         await self.wait_event(self.hold)
         self.deadline_ns = time.monotonic_ns() + int(spec.duration * 1e9)
