@@ -9,8 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from time import perf_counter
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 __all__ = ["Metrics"]
 
@@ -20,6 +23,27 @@ _KNOWN_CTYPES = frozenset({*range(0, 16), 10000})
 
 def _label(value: int, known: frozenset[int]) -> str:
     return str(value) if value in known else "other"
+
+
+class _PacketCollector(Collector):
+    """Exports the plain packet/byte counters as ``netbus_packets_total``/``netbus_bytes_total``."""
+
+    def __init__(self, cells: dict[tuple[str, str, str], list[int]]) -> None:
+        self._cells = cells
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        labels = ["direction", "stype", "ctype"]
+        packets = CounterMetricFamily(
+            "netbus_packets", "Packets by direction, stype and ctype", labels=labels
+        )
+        sizes = CounterMetricFamily(
+            "netbus_bytes", "cmd_buf bytes by direction, stype and ctype", labels=labels
+        )
+        for key, (count, size) in list(self._cells.items()):
+            packets.add_metric(list(key), count)
+            sizes.add_metric(list(key), size)
+        yield packets
+        yield sizes
 
 
 class Metrics:
@@ -35,18 +59,10 @@ class Metrics:
         self.connections_total = Counter(
             "netbus_connections_accepted", "Accepted connections", ["kind"], registry=r
         )
-        self.packets = Counter(
-            "netbus_packets",
-            "Packets by direction, stype and ctype",
-            ["direction", "stype", "ctype"],
-            registry=r,
-        )
-        self.bytes = Counter(
-            "netbus_bytes",
-            "cmd_buf bytes by direction, stype and ctype",
-            ["direction", "stype", "ctype"],
-            registry=r,
-        )
+        # Packets and bytes are the per-packet hot path: plain integers, read at scrape time.
+        self._cells: dict[tuple[str, int, int], list[int]] = {}
+        self._folded: dict[tuple[str, str, str], list[int]] = {}
+        r.register(_PacketCollector(self._folded))
         self.protocol_errors = Counter(
             "netbus_protocol_errors", "Rejected input by kind", ["kind"], registry=r
         )
@@ -70,21 +86,31 @@ class Metrics:
             registry=r,
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5),
         )
-        self._packet_children: dict[tuple[str, int, int], tuple[Counter, Counter]] = {}
+        self._handler_children: dict[int, Any] = {}
 
     def packet(self, direction: str, stype: int, ctype: int, size: int) -> None:
-        key = (direction, stype, ctype)
-        children = self._packet_children.get(key)
-        if children is None:
-            labels = (direction, _label(stype, _KNOWN_STYPES), _label(ctype, _KNOWN_CTYPES))
-            children = (self.packets.labels(*labels), self.bytes.labels(*labels))
-            self._packet_children[key] = children
-        children[0].inc()
-        children[1].inc(size)
+        """Count one packet of ``size`` bytes (``direction`` is "in" or "out")."""
+        cell = self._cells.get((direction, stype, ctype))
+        if cell is None:
+            cell = self._cell(direction, stype, ctype)
+        cell[0] += 1
+        cell[1] += size
+
+    def _cell(self, direction: str, stype: int, ctype: int) -> list[int]:
+        labels = (direction, _label(stype, _KNOWN_STYPES), _label(ctype, _KNOWN_CTYPES))
+        cell = self._folded.setdefault(labels, [0, 0])
+        if "other" not in labels:  # only known numbers are cached: hostile ones cannot grow it
+            self._cells[(direction, stype, ctype)] = cell
+        return cell
 
     def handler_done(self, stype: int, start: float) -> None:
         """Record a handler that began at ``perf_counter()`` value ``start`` and ended now."""
-        self.handler_seconds.labels(_label(stype, _KNOWN_STYPES)).observe(perf_counter() - start)
+        child = self._handler_children.get(stype)
+        if child is None:
+            child = self.handler_seconds.labels(_label(stype, _KNOWN_STYPES))
+            if stype in _KNOWN_STYPES:
+                self._handler_children[stype] = child
+        child.observe(perf_counter() - start)
 
     @contextmanager
     def time_handler(self, stype: int) -> Iterator[None]:

@@ -168,9 +168,18 @@ class Client:
         self.pushes.put_nowait(Push(stype, ctype, body, proto_type))
 
     def _fail_pending(self, body: Any, error: type[ServiceUnavailable]) -> None:
+        """Fail the request a refusal names; ctype 0 (the service went down) fails them all."""
         if not isinstance(body, dict):
             return
         key = (body.get("stype"), body.get("ctype"))
+        if key[1] == 0:
+            for (stype, ctype), queue in self._pending.items():
+                if stype == key[0]:
+                    for fut in queue:
+                        if not fut.done():
+                            fut.set_exception(error(stype, ctype))
+                    queue.clear()
+            return
         queue = self._pending.get(key)  # type: ignore[arg-type]
         while queue:
             fut = queue.popleft()

@@ -37,7 +37,9 @@ class ServiceServer:
         self.manager = ServiceManager(services, metrics=self.metrics)
         self.gateway_host = ServiceHost(self.manager, direct_players=False)
         self.client_host = ServiceHost(self.manager, direct_players=True)
-        self._gateway_spec = ListenerSpec(kind="tcp", host=host, port=port)
+        self._gateway_spec = ListenerSpec(
+            kind="tcp", host=host, port=port, max_buffered_out=64 * 1024 * 1024, batch_writes=True
+        )
         self._client_specs = list(client_listeners)
         self._servers: list[Listener] = []
         self.port = 0

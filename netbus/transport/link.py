@@ -15,11 +15,14 @@ from typing import Any, Protocol, cast
 
 from netbus.errors import ProtocolError
 
-__all__ = ["Link", "LinkHandler", "LinkStats", "scratch_buffer"]
+__all__ = ["SLOW_CONSUMER", "Link", "LinkHandler", "LinkStats", "scratch_buffer"]
 
 log = logging.getLogger("netbus.transport")
 
 _SCRATCH_SIZE = 256 * 1024
+
+#: The close reason of a link cut off for not reading (its owner counts it as a metric).
+SLOW_CONSUMER = "slow consumer: output queue over cap"
 _local = threading.local()
 
 
@@ -173,7 +176,7 @@ class Link:
         stats.packets_out += 1
         stats.bytes_out += len(cmd_buf)
         if self.paused and transport.get_write_buffer_size() > self.max_buffered_out:
-            self.close("slow consumer: output queue over cap", abort=True)
+            self.close(SLOW_CONSUMER, abort=True)
             return False
         return True
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ class ListenerSpec:
     max_buffered_out: int = 4 * 1024 * 1024
     reuse_port: bool = False
     limits: ListenerLimits | None = None  #: None: no caps (trusted peers, e.g. gateways)
+    batch_writes: bool = False  #: coalesce writes per loop iteration (trunk links, TCP only)
 
 
 def server_ssl_context(certfile: str | None, keyfile: str | None) -> ssl.SSLContext:
@@ -63,6 +65,15 @@ def link_factory(spec: ListenerSpec, handler: LinkHandler) -> Callable[[], Link]
         cls = WsLink
     else:
         raise ConfigError(f"listener kind must be 'tcp' or 'ws', not {spec.kind!r}")
+
+    if spec.batch_writes and spec.kind == "tcp":
+        return functools.partial(
+            TcpLink,
+            handler,
+            max_cmd_buf=spec.max_cmd_buf,
+            max_buffered_out=spec.max_buffered_out,
+            batch_writes=True,
+        )
 
     def make() -> Link:
         return cls(handler, max_cmd_buf=spec.max_cmd_buf, max_buffered_out=spec.max_buffered_out)

@@ -15,7 +15,7 @@ class TcpLink(Link, asyncio.BufferedProtocol):
     """One length-prefixed TCP connection: client↔gateway, gateway↔service, or a client's."""
 
     kind = "tcp"
-    __slots__ = ("_decoder", "_scratch")
+    __slots__ = ("_batch", "_decoder", "_scratch")
 
     def __init__(
         self,
@@ -23,10 +23,17 @@ class TcpLink(Link, asyncio.BufferedProtocol):
         *,
         max_cmd_buf: int = 65533,
         max_buffered_out: int = 4 * 1024 * 1024,
+        batch_writes: bool = False,
     ) -> None:
+        """Args:
+        batch_writes: coalesce every packet sent during one event-loop iteration into one
+            write (one syscall). For trunk links (gateway↔service) that carry many users;
+            a player's link sends too little per iteration to gain from it.
+        """
         super().__init__(handler, max_cmd_buf=max_cmd_buf, max_buffered_out=max_buffered_out)
         self._decoder = FrameDecoder(max_cmd_buf)
         self._scratch = scratch_buffer()
+        self._batch: list[bytes | bytearray | memoryview] | None = [] if batch_writes else None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -57,4 +64,25 @@ class TcpLink(Link, asyncio.BufferedProtocol):
     def _write_cmd(
         self, transport: asyncio.Transport, cmd_buf: bytes | bytearray | memoryview
     ) -> None:
-        transport.writelines((LENGTH.pack(len(cmd_buf) + 2), cmd_buf))
+        batch = self._batch
+        if batch is None:
+            transport.write(LENGTH.pack(len(cmd_buf) + 2) + cmd_buf)
+            return
+        if not batch:
+            asyncio.get_running_loop().call_soon(self._flush)
+        batch.append(LENGTH.pack(len(cmd_buf) + 2))
+        batch.append(cmd_buf)  # the caller hands the buffer over; it is joined at flush
+
+    def _flush(self) -> None:
+        batch = self._batch
+        if not batch:
+            return
+        self._batch = []
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(b"".join(batch))
+
+    def close(self, reason: str = "closed by server", *, abort: bool = False) -> None:
+        if not abort and not self.closed:
+            self._flush()
+        super().close(reason, abort=abort)

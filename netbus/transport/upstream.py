@@ -34,12 +34,27 @@ class Backoff:
         self.failures = 0
 
     def next_delay(self) -> float:
-        ceiling = min(self.cap, self.base * (2**self.failures))
+        # Bound the exponent: 2**n overflows a float after ~1024 failures (about an hour
+        # of a service being down), which would kill the reconnect loop for good.
+        ceiling = min(self.cap, self.base * (2 ** min(self.failures, 64)))
         self.failures += 1
         return random.uniform(ceiling / 2, ceiling)
 
     def reset(self) -> None:
         self.failures = 0
+
+
+def _end_half_open(link: Link) -> None:
+    """Finish the life cycle of a link whose connect was cancelled or timed out.
+
+    uvloop closes the socket of a cancelled ``create_connection`` without calling
+    ``connection_lost`` when ``connection_made`` already ran, so the owner never hears
+    ``link_closed`` and ``wait_closed`` never returns. The stdlib loop has already called it
+    (``link.lost``); calling it again is harmless.
+    """
+    if link.transport is not None and not link.lost:
+        link.close("connect cancelled", abort=True)
+        link.connection_lost(None)
 
 
 class LinkState(Enum):
@@ -103,12 +118,15 @@ class Upstream:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            link = TcpLink(self, max_buffered_out=self.max_buffered_out)
+            link = TcpLink(self, max_buffered_out=self.max_buffered_out, batch_writes=True)
             link.owner = self
             try:
                 async with asyncio.timeout(self.connect_timeout):
                     await loop.create_connection(lambda link=link: link, self.host, self.port)
-            except (OSError, TimeoutError) as exc:
+            except BaseException as exc:
+                _end_half_open(link)
+                if not isinstance(exc, (OSError, TimeoutError)):
+                    raise  # cancelled: close() is stopping us
                 self.state = LinkState.DOWN
                 delay = self.backoff.next_delay()
                 if self.backoff.failures in (1, 10) or self.backoff.failures % 100 == 0:
