@@ -121,6 +121,9 @@ class GatewayConfig(_Model):
     limits: LimitsConfig = LimitsConfig()
     admin_host: str = "127.0.0.1"  #: admin HTTP (/metrics, /healthz); 0.0.0.0 for scrapers
     admin_port: int = Field(9080, ge=0, le=65535)  #: 0 = pick a free one
+    #: seconds between heartbeats on each service link; a link silent for 3 of them is
+    #: closed and redialled (half-open detection); 0 = off
+    heartbeat_interval: float = Field(5.0, ge=0)
 
     @field_validator("services")
     @classmethod

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from netbus.client import Client
-from netbus.client.client import Push
 from netbus.protocol.commands import Stype, TalkroomCmd
 from netbus.protocol.header import ProtoType, pack_header
 from netbus.roles.talkroom import TalkroomService
@@ -34,7 +33,6 @@ __all__ = [
     "BUF",
     "JSON",
     "LinkTap",
-    "Room",
     "TalkroomHarness",
     "buf_str",
     "client_ssl_context",
@@ -94,9 +92,7 @@ def make_self_signed_cert(directory: Path, *, name: str = "localhost") -> tuple[
         )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
         .sign(key, hashes.SHA256())
     )
     certfile = directory / "cert.pem"
@@ -251,17 +247,3 @@ async def sync(client: Client) -> None:
     """
     status = await client.request(T, TalkroomCmd.Enter, {"uname": "", "usex": 0})
     assert status == -100, status
-
-
-@dataclass
-class Room:
-    """Clients that have entered one talkroom, with their names (for expectations)."""
-
-    members: list[tuple[Client, str, int]] = field(default_factory=list)
-
-    def others(self, client: Client) -> list[tuple[Client, str, int]]:
-        return [m for m in self.members if m[0] is not client]
-
-
-def pushes_of(client: Client) -> list[Push]:
-    return client.drain_pushes()

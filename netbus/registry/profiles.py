@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+from redis.typing import EncodableT
 
 if TYPE_CHECKING:
     from netbus.storage import Account
@@ -52,7 +53,7 @@ class ProfileCache:
 
     async def store(self, account: Account) -> None:
         """`AuthService` ``on_login`` hook: cache the profile; never fails the login."""
-        profile = {
+        profile: dict[EncodableT, EncodableT] = {
             "unick": account.unick,
             "usex": account.usex,
             "uface": account.uface,

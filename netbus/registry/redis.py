@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import RedisError
@@ -92,22 +93,31 @@ return n
 
 
 def redis_client(
-    url: str, *, timeout: float | None, connect_timeout: float | None = None
+    url: str,
+    *,
+    timeout: float | None,
+    connect_timeout: float | None = None,
+    max_connections: int = 64,
 ) -> aioredis.Redis:
     """A client whose every command fails within about ``timeout`` seconds.
 
-    One immediate retry (no backoff) lets a pooled connection that died with a Redis restart
-    be replaced transparently; the caller's own deadline bounds the whole call.
-    ``timeout=None`` suits a subscriber, which waits in a read for as long as it takes.
+    The pool blocks (up to ``timeout``) for a free connection instead of failing at once
+    when a burst of logins uses all ``max_connections``. One immediate retry (no backoff)
+    lets a pooled connection that died with a Redis restart be replaced transparently; the
+    caller's own deadline bounds the whole call. ``timeout=None`` suits a subscriber, which
+    waits in a read for as long as it takes.
     """
-    return aioredis.Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=timeout,
         decode_responses=True,
         socket_timeout=timeout,
         socket_connect_timeout=connect_timeout or timeout,
         retry=Retry(NoBackoff(), 1),
         health_check_interval=30,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 def redact_redis_url(url: str) -> str:
@@ -154,11 +164,16 @@ class RedisRegistry:
         self.channel = f"{prefix}kick:{gateway_id}"
         self.client = redis_client(url, timeout=timeout)
         # dedicated connection for the subscriber: it blocks in a read between messages
-        self._sub_client = redis_client(url, timeout=None, connect_timeout=timeout)
+        self._sub_client = redis_client(
+            url, timeout=None, connect_timeout=timeout, max_connections=2
+        )
         self._claim = self.client.register_script(_CLAIM)
         self._refresh = self.client.register_script(_REFRESH)
         self._release = self.client.register_script(_RELEASE)
         self._held: dict[int, str] = {}
+        #: uid -> conn of the claim in flight ("" once a kick overtook it); one per uid
+        self._inflight: dict[int, str] = {}
+        self._uid_locks: dict[int, tuple[asyncio.Lock, list[int]]] = {}
         self._handler: KickHandler | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._refresh_now = asyncio.Event()
@@ -210,6 +225,11 @@ class RedisRegistry:
     def held(self) -> Mapping[int, str]:
         return MappingProxyType(self._held)
 
+    @property
+    def healthy(self) -> bool:
+        """The last lease refresh worked (for health checks; logins may still fail)."""
+        return not self._down
+
     # ---------------------------------------------------------------------- operations
     def _key(self, uid: int) -> str:
         return f"{self.prefix}uid:{uid}"
@@ -222,10 +242,27 @@ class RedisRegistry:
             raise RegistryUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
 
     async def claim(self, uid: int, conn: str) -> Owner | None:
+        """See `Registry.claim`. Claims of one uid through this registry run one at a time,
+        so `held` follows Redis's order; a kick that overtakes the claim's own reply (the
+        kick travels on another connection) keeps the claim out of `held`.
+        """
         value = f"{self.gateway_id}:{conn}"
         args: list[Any] = [value, self.lease_ms, f"{self.prefix}kick:", uid, self.gateway_id]
-        previous = await self._bounded(self._claim(keys=[self._key(uid)], args=args))
-        self._held[uid] = conn
+        lock, users = self._uid_locks.setdefault(uid, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                self._inflight[uid] = conn
+                try:
+                    previous = await self._bounded(self._claim(keys=[self._key(uid)], args=args))
+                finally:
+                    state = self._inflight.pop(uid, "")
+                if state == conn:
+                    self._held[uid] = conn
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._uid_locks[uid]
         if previous is None or previous == value:
             return None
         return Owner.parse(previous)
@@ -274,6 +311,8 @@ class RedisRegistry:
         """``conn`` of this gateway lost ``uid``: forget the claim, tell the handler."""
         if self._held.get(uid) == conn:
             del self._held[uid]
+        if self._inflight.get(uid) == conn:
+            self._inflight[uid] = ""  # overtaken: the claim must not be held when it returns
         if self._handler is None:
             return
         try:
@@ -312,7 +351,7 @@ class RedisRegistry:
             finally:
                 self.subscribed.clear()
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(backoff.compute(failures))
 
     async def _refresh_loop(self) -> None:

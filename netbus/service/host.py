@@ -13,7 +13,7 @@ from netbus.errors import ProtocolError
 from netbus.protocol.commands import GatewayCmd, Stype
 from netbus.service.manager import ServiceManager
 from netbus.session import SessionTable
-from netbus.transport.link import Link
+from netbus.transport.link import SLOW_CONSUMER, Link
 
 __all__ = ["ServiceHost"]
 
@@ -58,6 +58,8 @@ class ServiceHost:
         session = link.owner
         self.sessions.remove(session)
         self.manager.metrics.connections.labels(link.kind).dec()
+        if reason == SLOW_CONSUMER:
+            self.manager.metrics.dropped.labels("slow_consumer").inc()
         if self.direct_players:
             self.manager.player_disconnected(session, session.sid)
         else:

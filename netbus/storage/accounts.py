@@ -14,8 +14,10 @@ Why it is written this way:
   processes) all miss, all insert; one wins, the others get ``IntegrityError``, end their
   transaction (under REPEATABLE READ the old snapshot would not show the winner) and re-read.
   Each loser burns one id at most.
-* **Few round trips.** Every statement is prebuilt once; a login is one checkout (plus the
-  pre-ping on MySQL), two statements and a commit.
+* **Few round trips.** Every statement is prebuilt once. A login is a SELECT, one INSERT or
+  UPDATE and a COMMIT; on MySQL the pool adds its pre-ping and rollback-on-return, 5 round
+  trips in all. (Skipping the reset when the server reports no open transaction gained
+  about 5%, within noise, so the pool's safe default stays.)
 * **One error type.** Anything the database does wrong becomes ``StorageError`` with the
   driver error chained, and a message naming only the operation and error class/code.
 """
@@ -50,8 +52,9 @@ __all__ = [
 GUEST_NICK_PREFIX = "遊客"
 
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
-#: MySQL errors worth one more try: deadlock (1213) and lock wait timeout (1205).
-_RETRYABLE_MYSQL_CODES = frozenset({1205, 1213})
+#: MySQL errors worth another try: InnoDB deadlock (1213), e.g. when the winner of a
+#: first-login race rolls back and the waiting losers collide on the freed index record.
+_RETRYABLE_MYSQL_CODES = frozenset({1213})
 _ATTEMPTS = 3
 
 

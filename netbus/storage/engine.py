@@ -82,7 +82,7 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
             return create_async_engine(
                 parsed, echo=echo, hide_parameters=True, **MYSQL_POOL_OPTIONS
             )
-    except (exc.ArgumentError, exc.InvalidRequestError, exc.NoSuchModuleError) as err:
+    except (exc.ArgumentError, exc.InvalidRequestError, exc.NoSuchModuleError, ValueError) as err:
         raise ConfigError(f"unusable database URL {redact_url(url)}: {err}") from err
     raise ConfigError(
         f"unsupported database backend {backend!r} in {redact_url(url)}: "
@@ -124,6 +124,7 @@ def _create_sqlite_engine(url: URL, *, echo: bool) -> AsyncEngine:
         try:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            # PRAGMA takes no bound parameters; busy_ms is an int computed above.
             cursor.execute(f"PRAGMA busy_timeout={busy_ms:d}")
             cursor.execute("PRAGMA foreign_keys=ON")
         finally:

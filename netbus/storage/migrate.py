@@ -8,14 +8,17 @@ refuses to run inside a running event loop. :func:`upgrade` therefore runs the a
 in a worker thread (``asyncio.to_thread``), which has no loop of its own; :func:`upgrade_sync`
 is for plain synchronous callers such as the CLI.
 
-Running upgrade on a database that is already at head is a no-op. Two processes migrating
-the same database at the same moment are not coordinated: migrate once, before starting
-the servers.
+Running upgrade on a database that is already at head is a no-op, and every center server
+may run it on start: ``env.py`` serialises runners across processes with a database lock
+(``GET_LOCK`` on MySQL/MariaDB, one ``BEGIN IMMEDIATE`` transaction on SQLite), and this
+module serialises them across threads, because alembic keeps the running migration's
+context in module globals (two commands in two threads of one process hung).
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 from alembic import command
@@ -29,9 +32,12 @@ __all__ = ["MIGRATIONS_DIR", "alembic_config", "upgrade", "upgrade_sync"]
 #: The alembic script directory shipped inside the package.
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
+# One alembic command at a time per process (see the module docstring).
+_ALEMBIC_LOCK = threading.Lock()
+
 
 def alembic_config(url: str) -> Config:
-    """Build the alembic ``Config`` for ``url`` (e.g. to call other ``alembic.command``\\ s).
+    """Build the alembic ``Config`` for ``url``, for this module or other alembic commands.
 
     The URL travels in ``config.attributes``, never through ``ConfigParser``: no ``%``
     interpolation, and the password is not copied into the config's option store.
@@ -60,7 +66,8 @@ def upgrade_sync(url: str, revision: str = "head") -> None:
             "upgrade_sync() cannot run inside a running event loop; use `await upgrade(url)`"
         )
     try:
-        command.upgrade(alembic_config(url), revision)
+        with _ALEMBIC_LOCK:
+            command.upgrade(alembic_config(url), revision)
     except (exc.SQLAlchemyError, OSError) as err:
         raise StorageError(f"upgrade: {describe_db_error(err)}") from err
 

@@ -15,11 +15,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from netbus.errors import ProtocolError
+from netbus.protocol.commands import CODECS, Direction, GatewayCmd, Stype
+from netbus.protocol.header import HEADER_SIZE, ProtoType
 from netbus.transport.link import Link, LinkHandler
 
 __all__ = ["Guard", "ListenerLimits"]
 
 log = logging.getLogger("netbus.transport")
+
+#: seconds between two RATE_LIMITED notices to one connection (docs/protocol.md §7)
+NOTICE_INTERVAL = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,12 +40,14 @@ class ListenerLimits:
 
 
 class _Bucket:
-    __slots__ = ("dropped", "stamp", "tokens")
+    __slots__ = ("dropped", "noticed", "stamp", "tokens", "unreported")
 
     def __init__(self, tokens: float, stamp: float) -> None:
         self.tokens = tokens
         self.stamp = stamp
         self.dropped = 0
+        self.unreported = 0  #: drops not yet told to the client
+        self.noticed = float("-inf")  #: when the last RATE_LIMITED notice went out
 
 
 class Guard:
@@ -89,13 +96,18 @@ class Guard:
             if tokens < 1.0:
                 bucket.tokens = tokens
                 bucket.dropped += 1
+                bucket.unreported += 1
                 if self.metrics is not None:
                     self.metrics.dropped.labels("rate_limited").inc()
                 if bucket.dropped >= limits.max_dropped:
                     log.warning("closing %s: sustained flood over the rate limit", link.peer)
                     link.close("rate limit exceeded", abort=True)
+                elif now - bucket.noticed >= NOTICE_INTERVAL:
+                    _notify(link, bucket, cmd_buf, now)
                 return
             bucket.tokens = tokens - 1.0
+            if bucket.unreported and now - bucket.noticed >= NOTICE_INTERVAL:
+                _notify(link, bucket, cmd_buf, now)  # the rest of the last streak
         self.inner.packet_received(link, cmd_buf)
 
     def protocol_error(self, link: Link, exc: ProtocolError) -> None:
@@ -141,6 +153,26 @@ class Guard:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+
+
+def _notify(link: Link, bucket: _Bucket, cmd_buf: bytearray, now: float) -> None:
+    """Tell the client how many of its packets were dropped (drops are never silent),
+    at most once per NOTICE_INTERVAL, in the proto_type of the packet at hand."""
+    proto = int.from_bytes(cmd_buf[8:HEADER_SIZE], "little") if len(cmd_buf) >= HEADER_SIZE else 0
+    if proto not in (ProtoType.JSON, ProtoType.BUF):
+        proto = ProtoType.JSON
+    body = {"dropped": min(bucket.unreported, 0xFFFF)}
+    link.send_raw(
+        CODECS.encode(
+            Stype.Gateway,
+            GatewayCmd.RATE_LIMITED,
+            body,
+            proto_type=proto,
+            direction=Direction.TO_CLIENT,
+        )
+    )
+    bucket.unreported = 0
+    bucket.noticed = now
 
 
 def _ip(peer: Any) -> str:

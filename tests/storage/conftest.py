@@ -9,6 +9,7 @@ setup cannot pass by skipping) and are skipped with the reason elsewhere.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -68,6 +69,19 @@ async def mariadb_database() -> AsyncIterator[str]:
             yield make_url(MYSQL_BASE_URL).set(database=name).render_as_string(hide_password=False)
         finally:
             async with admin.connect() as conn:
+                # A test that failed half-way may leave a session inside a transaction on
+                # the database, and DROP would wait for it (lock_wait_timeout: a day).
+                await conn.execute(text("SET SESSION lock_wait_timeout = 10"))
+                leftover = await conn.execute(
+                    text(
+                        "SELECT ID FROM information_schema.PROCESSLIST"
+                        " WHERE DB = :db AND ID <> CONNECTION_ID()"
+                    ),
+                    {"db": name},
+                )
+                for (session_id,) in leftover.all():
+                    with contextlib.suppress(Exception):  # it may have ended meanwhile
+                        await conn.execute(text("KILL :id"), {"id": session_id})
                 await conn.execute(text(f"DROP DATABASE IF EXISTS {quoted}"))
     finally:
         await admin.dispose()

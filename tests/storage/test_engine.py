@@ -67,6 +67,7 @@ async def test_mysql_pool_settings(scheme: str) -> None:
     [
         "postgresql+asyncpg://u@h/db",  # backend not supported
         "sqlite:///sync.db",  # sync driver
+        "sqlite+aiosqlite:///x.db?timeout=soon",  # not a number
         "mysql+nosuchdriver://u@h/db",
         "not a url",
     ],

@@ -15,11 +15,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from netbus.storage import AccountStore, StorageError, hash_guest_key, upgrade
+from netbus.storage import Account, AccountStore, StorageError, hash_guest_key, uinfo, upgrade
+from netbus.storage.errors import db_error_code
 
 from .conftest import PEPPER
 from .tcp_proxy import TcpProxy
@@ -194,3 +195,65 @@ async def test_mariadb_store_keeps_working_after_many_failures(
         return_exceptions=True,
     )
     assert all(isinstance(r, StorageError) for r in results)
+
+
+async def _race_behind_a_rolled_back_insert(
+    store: AccountStore, holder: AsyncEngine, key: str
+) -> list[tuple[Account, bool] | BaseException]:
+    """Hold an uncommitted row for ``key``, queue three logins behind it, roll it back."""
+    async with holder.connect() as conn:
+        await conn.execute(
+            insert(uinfo).values(unick="holder", guest_key=hash_guest_key(PEPPER, key))
+        )
+        logins = [asyncio.create_task(store.guest_login(key)) for _ in range(3)]
+        async with holder.connect() as probe:
+            for _ in range(100):
+                waiting = (
+                    await probe.execute(
+                        text(
+                            "SELECT COUNT(*) FROM information_schema.INNODB_TRX"
+                            " WHERE trx_state = 'LOCK WAIT'"
+                        )
+                    )
+                ).scalar_one()
+                await probe.rollback()
+                if waiting == 3:
+                    break
+                # InnoDB refreshes this view only when it was last read >= 0.1 s ago.
+                await asyncio.sleep(0.15)
+        await conn.rollback()
+    # return_exceptions: never leave a login task running past the test (under uvloop,
+    # closing a loop with asyncmy I/O still pending hung the run).
+    return await asyncio.gather(*logins, return_exceptions=True)
+
+
+async def test_mariadb_deadlock_between_racing_logins_is_retried(
+    mariadb_url: str, make_engine: Callable[[str], AsyncEngine]
+) -> None:
+    # Another transaction inserts the key and holds it; three logins of that key queue on
+    # the index record. When it rolls back, the waiters usually all hold shared locks and
+    # all want the exclusive one: InnoDB kills one as a deadlock victim (1213), and the
+    # store retries. Sometimes one waiter wins outright (the others see 1062), so repeat
+    # until a deadlock has been seen.
+    engine = make_engine(mariadb_url)
+    errors: list[object] = []
+    event.listen(
+        engine.sync_engine,
+        "handle_error",
+        lambda ctx: errors.append(db_error_code(ctx.sqlalchemy_exception)),
+    )
+    store = AccountStore(engine, PEPPER)
+    holder = make_engine(mariadb_url)
+    for attempt in range(8):
+        results = await _race_behind_a_rolled_back_insert(
+            store, holder, f"deadlock-race-key-{attempt:06d}"
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        assert not failures, failures  # nobody sees a deadlock ...
+        accounts = [r for r in results if isinstance(r, tuple)]
+        assert len({account.uid for account, _ in accounts}) == 1
+        assert sum(created for _, created in accounts) == 1
+        if 1213 in errors:
+            break
+    assert 1213 in errors  # ... though one happened
+    assert set(errors) <= {1213, 1062}

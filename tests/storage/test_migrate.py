@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 
 import pytest
 from alembic import command
@@ -13,6 +16,8 @@ from sqlalchemy.engine import Connection
 
 from netbus.storage import alembic_config, create_engine, metadata, upgrade, upgrade_sync
 from netbus.storage.migrate import MIGRATIONS_DIR
+
+_ROOT = str(MIGRATIONS_DIR.parents[2])  # the checkout, so child processes import netbus
 
 EXPECTED_COLUMNS = {
     "uid",
@@ -112,3 +117,37 @@ def test_config_needs_no_ini_and_keeps_url_out_of_options() -> None:
     assert cfg.attributes["url"] == url
     assert (MIGRATIONS_DIR / "env.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
+
+
+async def test_concurrent_upgrades_in_one_process(empty_db_url: str) -> None:
+    await asyncio.gather(*(upgrade(empty_db_url) for _ in range(4)))
+    assert (await _inspect(empty_db_url, _describe_schema))["version"] == ["0001"]
+
+
+_CHILD = "import sys\nfrom netbus.storage import upgrade_sync\nupgrade_sync(sys.argv[1])\n"
+
+
+def test_concurrent_upgrades_from_several_processes(empty_db_url: str) -> None:
+    # Every center server migrates on start: racing processes must all succeed. A plain
+    # (sync) test, so it runs once per backend rather than once per event loop as well.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([_ROOT, os.environ.get("PYTHONPATH", "")])}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CHILD, empty_db_url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        for _ in range(3)
+    ]
+    try:
+        outputs = [proc.communicate(timeout=60) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert [p.returncode for p in procs] == [0] * 3, [err.decode()[-500:] for _, err in outputs]
+    schema = asyncio.run(_inspect(empty_db_url, _describe_schema))
+    assert schema["version"] == ["0001"]
+    assert "uinfo" in schema["tables"]

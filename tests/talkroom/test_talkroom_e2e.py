@@ -11,10 +11,10 @@ import asyncio
 from typing import Any
 
 import pytest
-from helpers import BUF, JSON, sync, talkroom_server
 
 from netbus.client import Client
 from netbus.protocol.commands import Stype, TalkroomCmd
+from tests.helpers import BUF, JSON, sync, talkroom_server
 
 T = Stype.TalkRoom
 Enter, Exit, SendMsg = TalkroomCmd.Enter, TalkroomCmd.Exit, TalkroomCmd.SendMsg
@@ -26,7 +26,7 @@ TEXTS = [
     "emoji 🎮🚀👍🏽 and a flag 🇹🇼",
     "delete\x7fchar \x7f",
     "",
-    "tab\tnewline\nquote\"backslash\\",
+    'tab\tnewline\nquote"backslash\\',
 ]
 
 
@@ -183,9 +183,7 @@ async def test_invalid_enter_changes_nothing() -> None:
         # The boundaries are accepted: 32 characters (even 4-byte ones), usex 0 and 1.
         assert await j.enter("🎮" * 32, 0) == 1
         assert await b.enter("x" * 32, 1) == 1
-        await expect(
-            watcher, [(UserArrived, user("🎮" * 32, 0)), (UserArrived, user("x" * 32, 1))]
-        )
+        await expect(watcher, [(UserArrived, user("🎮" * 32, 0)), (UserArrived, user("x" * 32, 1))])
 
 
 async def test_in_room_not_in_room_and_not_in_room_sendmsg() -> None:

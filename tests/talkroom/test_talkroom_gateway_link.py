@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any, NamedTuple
 
-from helpers import BUF, JSON, talkroom_server
-
 from netbus.errors import ProtocolError
 from netbus.protocol.commands import CODECS, USER_DISCONNECT, Direction, Stype, TalkroomCmd
 from netbus.protocol.header import unpack_header
 from netbus.transport.link import Link
 from netbus.transport.tcp import TcpLink
+from tests.helpers import BUF, JSON, talkroom_server
 
 T = Stype.TalkRoom
 

@@ -14,7 +14,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
-from helpers import (
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
+
+from netbus.client import Client
+from netbus.protocol.commands import CODECS, USER_DISCONNECT, Direction, Stype, TalkroomCmd
+from netbus.protocol.header import unpack_header
+from netbus.transport.link import Link
+from netbus.transport.listener import ListenerSpec
+from tests.helpers import (
     BUF,
     JSON,
     TalkroomHarness,
@@ -27,15 +36,6 @@ from helpers import (
     sync,
     talkroom_server,
 )
-from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed
-
-from netbus.client import Client
-from netbus.protocol.commands import USER_DISCONNECT, CODECS, Direction, Stype, TalkroomCmd
-from netbus.protocol.header import unpack_header
-from netbus.transport.link import Link
-from netbus.transport.listener import ListenerSpec
 
 T = Stype.TalkRoom
 MAX = 1024  #: the listeners' lowered max_cmd_buf
@@ -243,9 +243,10 @@ async def test_tcp_frames_split_and_coalesced_anyhow() -> None:
         for i in range(6):
             reply = await read_reply(reader, TalkroomCmd.SendMsg)
             assert reply == {"0": 1, "1": "splitter", "2": 0, "3": f"part {i} ✂"}
-        await sync(a)
-        msgs = [p.body["2"] for p in a.drain_pushes() if p.ctype == TalkroomCmd.UserMsg]
-        assert msgs == [f"part {i} ✂" for i in range(6)]
+        for client in (a, b):
+            await sync(client)
+            got = [p.body["2"] for p in client.drain_pushes() if p.ctype == TalkroomCmd.UserMsg]
+            assert got == [f"part {i} ✂" for i in range(6)]
         writer.close()
         await link.wait_closed()
 
@@ -311,9 +312,7 @@ WS_CASES = [
     pytest.param(bytes(5), 1008, "short_header", id="message-below-header"),
     pytest.param(cmd_buf(T, 5, JSON, json_body("{0:1}")), 1008, "bad_json", id="json-invalid"),
     pytest.param(cmd_buf(T, 5, JSON, json_body("[]")), 1008, "bad_json", id="json-not-object"),
-    pytest.param(
-        cmd_buf(T, 5, BUF, buf_str(b"\xff\xfe")), 1008, "bad_utf8", id="buf-str-bad-utf8"
-    ),
+    pytest.param(cmd_buf(T, 5, BUF, buf_str(b"\xff\xfe")), 1008, "bad_utf8", id="buf-str-bad-utf8"),
     pytest.param(cmd_buf(T, 1, 3, json_body('{"0":1}')), 1008, "bad_proto_type", id="proto-3"),
 ]
 
@@ -347,7 +346,8 @@ async def test_ws_fragmented_message_within_max_is_one_cmd_buf() -> None:
                 if data[2] == TalkroomCmd.SendMsg:
                     break
         assert CODECS.decode_body(data, T, 5, BUF, Direction.TO_CLIENT)["3"] == "frag 🧩"
-        assert (await a.next_push(T, TalkroomCmd.UserMsg)).body["2"] == "frag 🧩"
+        for client in (a, b):
+            assert (await client.next_push(T, TalkroomCmd.UserMsg)).body["2"] == "frag 🧩"
         await ws.close()
         await link.wait_closed()
         assert link.stats.protocol_errors == 0

@@ -6,7 +6,6 @@ import ssl
 from pathlib import Path
 
 import pytest
-from helpers import BUF, JSON, client_ssl_context, sync, talkroom_server
 
 from netbus.client import Client
 from netbus.errors import ConfigError
@@ -14,6 +13,7 @@ from netbus.protocol.commands import Stype, TalkroomCmd
 from netbus.roles.talkroom import TalkroomService
 from netbus.service.server import ServiceServer
 from netbus.transport.listener import ListenerSpec, server_ssl_context
+from tests.helpers import BUF, JSON, client_ssl_context, sync, talkroom_server
 
 T = Stype.TalkRoom
 
@@ -80,9 +80,9 @@ def test_missing_or_wrong_cert_paths_are_config_errors(
     garbage.write_text("-----BEGIN CERTIFICATE-----\nnot a cert\n-----END CERTIFICATE-----\n")
     with pytest.raises(ConfigError, match="no TLS certfile"):
         server_ssl_context(None, None)
-    with pytest.raises(ConfigError, match="not found.*nope.pem"):
+    with pytest.raises(ConfigError, match=r"not found.*nope\.pem"):
         server_ssl_context(str(tmp_path / "nope.pem"), keyfile)
-    with pytest.raises(ConfigError, match="not found.*nokey.pem"):
+    with pytest.raises(ConfigError, match=r"not found.*nokey\.pem"):
         server_ssl_context(certfile, str(tmp_path / "nokey.pem"))
     with pytest.raises(ConfigError, match="cannot load"):
         server_ssl_context(str(garbage), keyfile)
@@ -97,9 +97,11 @@ async def test_server_with_bad_cert_fails_to_start_and_leaks_nothing(
 ) -> None:
     spec = ListenerSpec(kind, is_encrypt=True, certfile=str(tmp_path / "missing.pem"))
     server = ServiceServer([TalkroomService()], client_listeners=[spec])
-    with pytest.raises(ConfigError, match="missing.pem"):
+    with pytest.raises(ConfigError, match=r"missing\.pem"):
         await server.start()
     # Nothing is left listening (the gateway listener opened first is closed again).
     assert server._servers == []
-    async with ServiceServer([TalkroomService()], client_listeners=[spec]) as never:
-        raise AssertionError(f"started {never}")
+    assert server.client_ports == []
+    with pytest.raises(ConfigError):
+        async with ServiceServer([TalkroomService()], client_listeners=[spec]) as never:
+            raise AssertionError(f"started {never}")

@@ -103,7 +103,13 @@ class Gateway:
             for address in route_cfg.addresses:
                 host, port = parse_address(address)
                 upstreams.append(
-                    Upstream(host, port, self._upstream_handler, name=f"{name}@{address}")
+                    Upstream(
+                        host,
+                        port,
+                        self._upstream_handler,
+                        name=f"{name}@{address}",
+                        heartbeat=cfg.heartbeat_interval,
+                    )
                 )
             self.routes[route_cfg.stype] = ServiceRoute(
                 name, route_cfg.stype, upstreams, policy=route_cfg.policy

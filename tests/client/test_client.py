@@ -1,0 +1,198 @@
+"""`netbus.client.Client` against real servers: the standalone talkroom and scripted raw peers.
+
+The scripted peers are plain asyncio / websockets servers on loopback that answer with exact
+bytes, so the client's handling of replies, notices and malformed input is checked without
+any fake transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import serve as ws_serve
+
+from netbus.client import Client
+from netbus.errors import LoginRequired, RequestTimeout, ServiceUnavailable
+from netbus.protocol.commands import CODECS, AuthCmd, GatewayCmd, Stype, TalkroomCmd
+from tests.helpers import BUF, JSON, cmd_buf, frame, json_body, talkroom_server
+
+T = Stype.TalkRoom
+
+Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def read_frame(reader: asyncio.StreamReader) -> bytes:
+    (size,) = struct.unpack("<H", await reader.readexactly(2))
+    return await reader.readexactly(size - 2)
+
+
+@asynccontextmanager
+async def scripted_tcp_server(script: Script) -> AsyncIterator[str]:
+    """A TCP server running ``script`` for each connection; yields its tcp:// URL."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
+        try:
+            await script(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield f"tcp://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        # The scripts end when their client hangs up; cancel only what a failure left behind.
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=2)
+            for task in stuck:
+                task.cancel()
+        await server.wait_closed()
+
+
+def reply_frame(stype: int, ctype: int, body: object, proto: int = JSON) -> bytes:
+    return frame(CODECS.encode(stype, ctype, body, proto_type=proto, direction=1))
+
+
+# -------------------------------------------------------------- against the real server
+@pytest.mark.parametrize("index", [0, 1], ids=["tcp", "ws"])
+async def test_requests_are_matched_in_order_and_heartbeat_echoes(index: int) -> None:
+    async with talkroom_server() as h:
+        client = await h.connect(index, BUF)
+        await client.heartbeat()  # the standalone host echoes gateway heartbeats
+        assert await client.enter("fifo", 1) == 1
+        texts = [f"n°{i} ✓" for i in range(10)]
+        replies = await asyncio.gather(*(client.send_msg(t) for t in texts))
+        assert [r["3"] for r in replies] == texts
+        assert client.drain_pushes() == []
+
+
+@pytest.mark.parametrize("index", [0, 1], ids=["tcp", "ws"])
+async def test_timeout_and_server_close_fail_pending_requests(index: int) -> None:
+    async with talkroom_server() as h:
+        client = await h.connect(index, JSON)
+        # stype 99 is served by nobody: the request never gets an answer.
+        with pytest.raises(RequestTimeout):
+            await client.request(99, 1, None, timeout=0.05)
+        assert all(not queue for queue in client._pending.values())
+
+        pending = asyncio.ensure_future(client.request(99, 1, None, timeout=10))
+        assert await client.enter("doomed", 0) == 1  # the server has seen both
+        for session in h.server.client_host.sessions:
+            session.close("closed by test")
+        with pytest.raises(ConnectionError, match="connection closed"):
+            await pending
+        await client.wait_closed()
+        assert client.closed.is_set()
+        with pytest.raises(ConnectionError):
+            client.send(T, TalkroomCmd.Exit, None)
+        with pytest.raises(ConnectionError):
+            await client.exit()
+        await client.close()  # idempotent
+        await client.close()
+
+
+@pytest.mark.parametrize("index", [0, 1], ids=["tcp", "ws"])
+async def test_client_close_tells_the_room(index: int) -> None:
+    async with talkroom_server() as h:
+        stay = await h.connect(0, JSON)
+        assert await stay.enter("stay", 0) == 1
+        async with await Client.connect(h.url(index), proto_type=BUF) as leaving:
+            assert await leaving.enter("leaving", 1) == 1
+        assert leaving.closed.is_set()
+        assert (await stay.next_push(T, TalkroomCmd.UserArrived)).body["uname"] == "leaving"
+        assert (await stay.next_push(T, TalkroomCmd.UserExit)).body["uname"] == "leaving"
+
+
+async def test_unsupported_scheme() -> None:
+    with pytest.raises(ValueError, match="unsupported URL scheme"):
+        await Client.connect("http://127.0.0.1:1")
+
+
+# -------------------------------------------------------------- against scripted peers
+async def test_gateway_refusals_fail_the_matching_request() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_frame(reader)  # SendMsg
+        await read_frame(reader)  # Enter
+        writer.write(reply_frame(0, GatewayCmd.SERVICE_UNAVAILABLE, {"stype": T, "ctype": 1}))
+        writer.write(reply_frame(0, GatewayCmd.LOGIN_REQUIRED, {"stype": T, "ctype": 5}))
+        await read_frame(reader)  # GUEST_LOGIN
+        login = {"status": 1, "uid": 4242, "unick": "遊客123456", "usex": 0, "uface": 0}
+        writer.write(reply_frame(Stype.Auth, AuthCmd.GUEST_LOGIN, login))
+        await reader.read()
+
+    async with scripted_tcp_server(script) as url:
+        client = await Client.connect(url)
+        try:
+            send = asyncio.ensure_future(client.send_msg("x"))
+            enter = asyncio.ensure_future(client.enter("x", 0))
+            with pytest.raises(ServiceUnavailable) as unavailable:
+                await enter
+            assert (unavailable.value.stype, unavailable.value.ctype) == (T, 1)
+            with pytest.raises(LoginRequired):
+                await send
+            reply = await client.guest_login("K" * 32)
+            assert reply["uid"] == 4242
+            assert client.uid == 4242
+        finally:
+            await client.close()
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"\x00\x00", "malformed frame"),
+        (b"\x0b\x00" + bytes(9), "malformed frame"),
+        (frame(cmd_buf(T, 6, JSON, json_body("{not json"))), "malformed packet"),
+        (frame(cmd_buf(T, 6, 7, json_body('{"0":1}'))), "malformed packet"),
+        (frame(cmd_buf(T, 6, BUF, b"\x01")), "malformed packet"),
+    ],
+    ids=["frame-length-0", "frame-length-11", "bad-json", "proto-type-7", "short-buf"],
+)
+async def test_malformed_input_from_the_server_closes_the_client(data: bytes, reason: str) -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_frame(reader)
+        writer.write(reply_frame(T, TalkroomCmd.UserMsg, {"0": "ok", "1": 0, "2": "first"}))
+        writer.write(data)
+        await reader.read()
+
+    async with scripted_tcp_server(script) as url:
+        client = await Client.connect(url)
+        try:
+            pending = asyncio.ensure_future(client.exit())
+            with pytest.raises(ConnectionError, match=reason):
+                await pending
+            assert reason in await client.wait_closed()
+            # The push before the bad bytes is kept if it came in an earlier read (a read
+            # that ends in bad bytes is dropped whole by FrameDecoder).
+            pushes = client.drain_pushes()
+            assert [p.body for p in pushes] in ([], [{"0": "ok", "1": 0, "2": "first"}])
+        finally:
+            await client.close()
+
+
+async def test_ws_text_message_from_the_server_closes_the_client() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.recv()
+        await ws.send("surprise")
+        await ws.wait_closed()
+
+    async with ws_serve(handler, "127.0.0.1", 0, compression=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        client = await Client.connect(f"ws://127.0.0.1:{port}/ws")
+        try:
+            with pytest.raises(ConnectionError, match="text message"):
+                await client.exit()
+            assert "text message" in await client.wait_closed()
+        finally:
+            await client.close()

@@ -1,0 +1,308 @@
+"""Listener limits over real sockets, against a real gateway process (docs/security.md).
+
+One cluster serves the module; each limit gets a gateway listener of its own, so the tests
+cannot disturb each other: ``per_ip`` (max_per_ip 5), ``full`` (max_connections 3),
+``idle_tcp`` / ``idle_ws`` (idle_timeout 1 s), ``rate`` (20 packets/s, burst 10, closed after
+30 drops). ``gateway.limits.max_buffered_out`` is 64 KiB for the slow-consumer test. The
+SIGTERM test stops a gateway, so it runs a cluster of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from typing import Any
+
+import pytest
+
+from netbus.client import Client
+from netbus.protocol.commands import AuthCmd, GatewayCmd, Stype, TalkroomCmd, TalkroomStatus
+from tests.e2e.helpers import Clients, new_key, new_name
+
+from .conftest import ClusterFactory
+from .harness import (
+    BUF,
+    HEARTBEAT_FRAME,
+    JSON,
+    HardCluster,
+    RawTcp,
+    eventually,
+    frame,
+    raw_ws_handshake,
+)
+
+IDLE = 1.0
+RATE, BURST, MAX_DROPPED = 20.0, 10, 30
+MAX_BUFFERED_OUT = 64 * 1024
+MAX_MSG_LEN = 16000
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module")
+def module_cluster_options() -> dict[str, Any]:
+    return {
+        "listeners": {
+            "per_ip": {"kind": "tcp", "max_per_ip": 5},
+            "full": {"kind": "tcp", "max_connections": 3},
+            "idle_tcp": {"kind": "tcp", "idle_timeout": IDLE},
+            "idle_ws": {"kind": "ws", "idle_timeout": IDLE},
+            "rate": {"kind": "tcp", "rate": RATE, "burst": BURST, "max_dropped": MAX_DROPPED},
+        },
+        "limits": {"max_buffered_out": MAX_BUFFERED_OUT},
+        "talkroom": {"max_msg_len": MAX_MSG_LEN},
+    }
+
+
+async def dropped(cluster: HardCluster, reason: str) -> float:
+    return await cluster.metric("netbus_dropped_total", reason=reason)
+
+
+async def assert_refused(raw: RawTcp) -> None:
+    """Closed at once, before it could exchange a single packet."""
+    raw.send(HEARTBEAT_FRAME)
+    received = await raw.closed_by_peer(1.0)
+    assert received is not None, "a connection over the limit was not closed at once"
+    assert received == b"", f"a refused connection got an answer: {received!r}"
+
+
+async def connections(cluster: HardCluster) -> int:
+    return int((await cluster.healthz())["connections"])
+
+
+# -------------------------------------------------------------------- connection caps
+async def test_per_ip_cap(cluster: HardCluster) -> None:
+    port = cluster.listener_ports["per_ip"]
+    refused_before = await dropped(cluster, "too_many_per_ip")
+    base = await connections(cluster)
+    held = [await RawTcp.connect(port) for _ in range(5)]
+    for raw in held:
+        await raw.heartbeat()
+
+    sixth = await RawTcp.connect(port)
+    await assert_refused(sixth)
+    for raw in held:  # the five keep working
+        await raw.heartbeat()
+    other_ip = await RawTcp.connect(port, source="127.0.0.2")  # another address: its own cap
+    await other_ip.heartbeat()
+    assert await dropped(cluster, "too_many_per_ip") == refused_before + 1
+
+    # A slot freed is a slot again.
+    await held.pop().close()
+    await eventually(lambda: connections(cluster), lambda n: n == base + 5, timeout=5)
+    again = await RawTcp.connect(port)
+    await again.heartbeat()
+    for raw in [*held, other_ip, again]:
+        await raw.close()
+
+
+async def test_max_connections(cluster: HardCluster) -> None:
+    port = cluster.listener_ports["full"]
+    refused_before = await dropped(cluster, "listener_full")
+    held = [await RawTcp.connect(port, source=f"127.0.0.{i + 1}") for i in range(3)]
+    for raw in held:
+        await raw.heartbeat()
+    await assert_refused(await RawTcp.connect(port, source="127.0.0.9"))  # whatever the address
+    await assert_refused(await RawTcp.connect(port))
+    for raw in held:
+        await raw.heartbeat()
+    assert await dropped(cluster, "listener_full") == refused_before + 2
+    # Other listeners are not affected by this one being full.
+    probe = await Client.connect(cluster.tcp_url)
+    await probe.heartbeat()
+    await probe.close()
+    for raw in held:
+        await raw.close()
+
+
+# ---------------------------------------------------------------------------- idleness
+async def keep_beating(client: Client, seconds: float, every: float) -> int:
+    beats = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        await client.heartbeat(timeout=2.0)
+        beats += 1
+        await asyncio.sleep(every)
+    return beats
+
+
+async def test_idle_timeout_tcp(cluster: HardCluster) -> None:
+    port = cluster.listener_ports["idle_tcp"]
+    closed_before = await dropped(cluster, "idle_timeout")
+    beating = await Client.connect(cluster.listener_url("idle_tcp"))
+    silent = await RawTcp.connect(port)
+    beats, (received, elapsed) = await asyncio.gather(
+        keep_beating(beating, 3 * IDLE, every=0.3 * IDLE), silent.closed_within(3 * IDLE)
+    )
+    assert received == b"", f"the silent client was not closed within {3 * IDLE}s"
+    assert IDLE * 0.9 <= elapsed <= IDLE * 2.5, elapsed
+    assert beats >= 8 and not beating.closed.is_set(), beating.close_reason
+    await beating.heartbeat()  # still served
+    assert await dropped(cluster, "idle_timeout") >= closed_before + 1
+    await beating.close()
+
+
+async def test_ws_ping_keeps_a_ponging_client(cluster: HardCluster) -> None:
+    """A WS client that sends nothing of its own but answers pings (websockets does so by
+    itself) stays; one that completed the upgrade and then ignores everything is closed."""
+    ponging = await Client.connect(cluster.listener_url("idle_ws"))
+    mute = await raw_ws_handshake(cluster.listener_ports["idle_ws"])
+    received, elapsed = await mute.closed_within(3 * IDLE)
+    assert received is not None, "a WS client that never pongs was not closed"
+    assert IDLE * 0.9 <= elapsed <= IDLE * 2.5, elapsed
+    assert b"\x89" in received, "the gateway did not ping the idle WS client"  # ping opcode
+    await asyncio.sleep(max(0.0, 3 * IDLE - elapsed))
+    assert not ponging.closed.is_set(), ponging.close_reason  # silent 3 s, kept by its pongs
+    await ponging.heartbeat()
+    await ponging.close()
+
+
+# -------------------------------------------------------------------------- rate limit
+async def read_frames(raw: RawTcp, seconds: float) -> list[tuple[int, int, Any, int]]:
+    """Frames that arrive within ``seconds`` (or until the connection ends)."""
+    frames = []
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            frames.append(await raw.read_frame(left))
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            break
+    return frames
+
+
+def split_notices(frames: list[tuple[int, int, Any, int]]) -> tuple[int, list[int]]:
+    """(HEARTBEAT echoes, the ``dropped`` of each RATE_LIMITED notice); nothing else allowed."""
+    echoes, notices = 0, []
+    for stype, ctype, body, _proto in frames:
+        assert stype == Stype.Gateway, frames
+        if ctype == GatewayCmd.HEARTBEAT:
+            echoes += 1
+        else:
+            assert ctype == GatewayCmd.RATE_LIMITED, frames
+            notices.append(body["dropped"])
+    return echoes, notices
+
+
+async def test_rate_limit(cluster: HardCluster) -> None:
+    """Packets over the bucket are dropped, and the client is told so (RATE_LIMITED);
+    past max_dropped the flooder is disconnected; a client within the rate on the same
+    listener gets every answer."""
+    port = cluster.listener_ports["rate"]
+    dropped_before = await dropped(cluster, "rate_limited")
+    normal = await Client.connect(cluster.listener_url("rate"))
+    normal_beats = asyncio.create_task(keep_beating(normal, 2.5, every=0.2))  # 5/s < 20/s
+
+    burst = await RawTcp.connect(port)
+    await burst.heartbeat()
+    await asyncio.sleep(1.0)  # the bucket is full again
+    burst.send(HEARTBEAT_FRAME * 25)  # 10 pass, 15 dropped: below max_dropped, kept
+    echoes, notices = split_notices(await read_frames(burst, 0.5))
+    assert BURST <= echoes <= BURST + 1 and notices == [1], (echoes, notices)  # told at once
+    await asyncio.sleep(1.0)
+    # Still connected and served once the bucket refilled; first it hears about the rest.
+    burst.send(HEARTBEAT_FRAME)
+    echoes2, notices2 = split_notices([await burst.read_frame(), await burst.read_frame()])
+    assert (echoes2, notices2) == (1, [25 - echoes - 1]), (echoes2, notices2)
+
+    flood = await RawTcp.connect(port)
+    flood.send(HEARTBEAT_FRAME * 200)  # 10 pass, then the 30th drop closes it
+    echoes, notices = split_notices(await read_frames(flood, 1.0))
+    assert BURST <= echoes <= BURST + 1 and notices == [1], (echoes, notices)
+    assert await flood.closed_by_peer(1.0) is not None, "a flooding client was not disconnected"
+
+    assert await normal_beats >= 10 and not normal.closed.is_set(), normal.close_reason
+    assert normal.drain_pushes() == []  # never rate limited, never told so
+    assert await dropped(cluster, "rate_limited") >= dropped_before + 15 + MAX_DROPPED
+    await normal.close()
+    await burst.close()
+
+
+# ------------------------------------------------------------------------ slow consumer
+async def test_slow_consumer_is_disconnected(cluster: HardCluster, clients: Clients) -> None:
+    """A member that stops reading while the room floods it is cut off once its queue at the
+    gateway passes max_buffered_out; everyone else gets every reply.
+
+    The gateway's kernel send buffer comes first: on loopback Linux autotunes it up to
+    tcp_wmem's maximum (4 MiB) before the transport's own queue starts to grow, so the room
+    sends ~6 MB (big messages keep that to a few hundred packets).
+    """
+    slow_name = new_name("slow")
+    # asyncio stops reading this socket past 2 KiB; its kernel buffer is ~4 KiB.
+    slow = await RawTcp.connect(cluster.ports["tcp"], rcvbuf=4096, limit=1024)
+    slow.send(frame(Stype.Auth, AuthCmd.GUEST_LOGIN, new_key()))
+    _, reply = await slow.read_until(Stype.Auth, AuthCmd.GUEST_LOGIN)
+    assert reply["status"] == 1, reply
+    slow.send(frame(Stype.TalkRoom, TalkroomCmd.Enter, {"uname": slow_name, "usex": 0}))
+    _, status = await slow.read_until(Stype.TalkRoom, TalkroomCmd.Enter)
+    assert status == TalkroomStatus.OK
+    flooders = [await clients.member(cluster.tcp_url, new_name("flood"), p) for p in (JSON, BUF)]
+    base = await connections(cluster)
+    text = "x" * MAX_MSG_LEN
+    per_flooder = 200  # 2 x 200 x 16 KB = 6.4 MB of UserMsg pushes towards the slow member
+
+    async def flood(client: Client) -> list[Any]:
+        return await asyncio.gather(
+            *(client.send_msg(text, timeout=10) for _ in range(per_flooder))
+        )
+
+    results = await asyncio.gather(*(flood(c) for c in flooders))
+    for flooder, replies in zip(flooders, results, strict=True):
+        assert len(replies) == per_flooder
+        assert all(r["0"] == TalkroomStatus.OK for r in replies), replies[:3]
+        assert not flooder.closed.is_set(), flooder.close_reason
+
+    # The slow member is gone: the room hears it left, the gateway dropped its connection.
+    for flooder in flooders:
+        while True:
+            push = await flooder.next_push(Stype.TalkRoom, TalkroomCmd.UserExit, timeout=10)
+            if push.body["uname"] == slow_name:
+                break
+    await eventually(lambda: connections(cluster), lambda n: n <= base - 1, timeout=5)
+    assert await slow.closed_by_peer(5.0) is not None
+    for flooder in flooders:
+        await flooder.heartbeat()
+
+
+# ---------------------------------------------------------------------------- SIGTERM
+async def test_sigterm_sends_shutdown_then_exits(
+    cluster_factory: ClusterFactory, clients: Clients
+) -> None:
+    cluster = await cluster_factory()
+    members = [
+        await clients.member(cluster.tcp_url, new_name("a"), JSON),
+        await clients.member(cluster.ws_url, new_name("b"), BUF),
+    ]
+    anonymous = await clients.open(cluster.ws_url)  # connected, never logged in
+    await anonymous.heartbeat()
+    lazy = await RawTcp.connect(cluster.ports["tcp"], rcvbuf=4096, limit=1024)  # never reads
+    await lazy.heartbeat()
+
+    gateway = cluster.procs["gateway"]
+    start = time.monotonic()
+    gateway.signal(signal.SIGTERM)
+    code = await asyncio.to_thread(gateway.wait, 10)
+    elapsed = time.monotonic() - start
+    assert code == 0, gateway.text()
+    assert elapsed < 5.0 + 2.0, f"gateway took {elapsed:.1f}s to exit (drain deadline 5 s)"
+
+    for client in (*members, anonymous):
+        await client.wait_closed()
+        pushes = client.drain_pushes()
+        assert pushes, "no SHUTDOWN notice before the close"
+        last = pushes[-1]  # the notice is the last thing before the close
+        assert (last.stype, last.ctype) == (Stype.Gateway, GatewayCmd.SHUTDOWN), pushes
+        assert set(last.body) == {"reason"} and isinstance(last.body["reason"], str), last
+        assert last.body["reason"], last
+    received = await lazy.closed_by_peer(2.0)
+    assert received is not None
+    assert received[2:6] == bytes([Stype.Gateway, 0, GatewayCmd.SHUTDOWN, 0]), received
+    # The services saw the gateway go, and are still up.
+    assert not {"center", "talkroom"} & set(cluster.dead_roles())
+    health = await eventually(
+        lambda: cluster.healthz("talkroom"),
+        lambda h: h["gateway_links"] == 0,
+        timeout=5,
+        what="talkroom without gateway links",
+    )
+    assert health["status"] == "ok"
