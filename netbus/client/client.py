@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State as WsState
 
 from netbus.errors import LoginRequired, ProtocolError, RequestTimeout, ServiceUnavailable
 from netbus.protocol.commands import (
@@ -212,6 +213,9 @@ class Client:
         if self._link is not None:
             self._link.send_raw(cmd_buf)
         elif self._ws is not None:
+            if self._ws.protocol.state is not WsState.OPEN:
+                # Closing handshake under way: the reader has not seen the end yet.
+                raise ConnectionError(f"connection closing: {self._ws.protocol.state.name}")
             self._ws.protocol.send_binary(cmd_buf)
             self._ws.send_data()
 

@@ -196,3 +196,47 @@ async def test_ws_text_message_from_the_server_closes_the_client() -> None:
             assert "text message" in await client.wait_closed()
         finally:
             await client.close()
+
+
+async def test_ws_send_while_the_close_handshake_runs_raises_connection_error() -> None:
+    """The server has sent its close frame but the TCP connection is still up.
+
+    The client is closing, not closed: sending must still raise ConnectionError (the
+    documented error), not websockets' InvalidState.
+    """
+    from websockets.protocol import State
+    from websockets.server import ServerProtocol
+
+    async def half_closer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ws = ServerProtocol()
+        while ws.state is State.CONNECTING:
+            ws.receive_data(await reader.read(4096))
+            for event in ws.events_received():
+                ws.send_response(ws.accept(event))  # type: ignore[arg-type]
+        ws.send_close(1001, "going away")
+        for data in ws.data_to_send():
+            writer.write(data)
+        await reader.read()  # keeps TCP open; ignores the client's close echo
+
+    async with scripted_tcp_server(half_closer) as url:
+        client = await Client.connect(url.replace("tcp://", "ws://") + "/ws")
+        await _send_while_closing(client)
+
+
+async def _send_while_closing(client: Client) -> None:
+    from websockets.frames import Close
+    from websockets.protocol import State
+
+    try:
+        assert client._ws is not None
+        async with asyncio.timeout(5):
+            while client._ws.protocol.state is State.OPEN:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+        assert client._ws.protocol.close_rcvd == Close(1001, "going away")
+        with pytest.raises(ConnectionError):
+            client.send(T, TalkroomCmd.Exit, None)
+        with pytest.raises(ConnectionError):
+            await client.exit()
+    finally:
+        client._abort()
+        await client.close()

@@ -242,9 +242,12 @@ async def test_slow_consumer_is_disconnected(cluster: HardCluster, clients: Clie
     per_flooder = 200  # 2 x 200 x 16 KB = 6.4 MB of UserMsg pushes towards the slow member
 
     async def flood(client: Client) -> list[Any]:
-        return await asyncio.gather(
-            *(client.send_msg(text, timeout=10) for _ in range(per_flooder))
-        )
+        # In waves of 10: the flooders read their own 16 KB echoes and each other's pushes,
+        # and must stay well within their own 64 KiB cap while the slow member overflows.
+        replies: list[Any] = []
+        for _ in range(per_flooder // 10):
+            replies += await asyncio.gather(*(client.send_msg(text) for _ in range(10)))
+        return replies
 
     results = await asyncio.gather(*(flood(c) for c in flooders))
     for flooder, replies in zip(flooders, results, strict=True):
