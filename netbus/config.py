@@ -78,6 +78,11 @@ class TlsConfig(_Model):
 
 class LimitsConfig(_Model):
     max_buffered_out: int = Field(1024 * 1024, ge=16 * 1024)  #: bytes queued to one client
+    login_rate: float = Field(5.0, ge=0)  #: GUEST_LOGIN per second per client IP; 0 = off
+    login_burst: float = Field(20.0, ge=1)  #: login attempts one IP may make at once
+    #: loopback peers skip the login limit: behind a proxy on the same host every client
+    #: shares 127.0.0.1, and local tools (tests, `netbus bench`) log in by the thousand
+    login_exempt_loopback: bool = True
 
 
 class ServiceRoute(_Model):

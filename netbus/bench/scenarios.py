@@ -182,6 +182,7 @@ class Cluster:
                 name: {"stype": stype, "addresses": [f"127.0.0.1:{s.port}" for s in procs]}
                 for name, (stype, procs) in services.items()
             },
+            "limits": {"login_rate": 0},  # every bench login comes from 127.0.0.1
         }
         return self._role("gateway", {"gateway": section}, "gateway", profile)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import struct
 import time
 from collections.abc import Sequence
 from functools import partial
@@ -38,7 +39,7 @@ from netbus.protocol.commands import (
     GatewayCmd,
     Stype,
 )
-from netbus.protocol.header import ProtoType, unpack_header, write_utag
+from netbus.protocol.header import HEADER, UTAG_OFFSET, ProtoType, unpack_header
 from netbus.registry.base import Registry
 from netbus.registry.local import LocalRegistry
 from netbus.roles.gateway.routing import MAX_UID, PreloginKeys, ServiceRoute, is_prelogin
@@ -53,6 +54,7 @@ log = logging.getLogger("netbus.gateway")
 
 #: ctypes a client may never send: gateway -> service notices (docs/protocol.md)
 GATEWAY_ONLY_CTYPES = range(10000, 11000)
+_UTAG = struct.Struct("<I")
 
 
 class Gateway:
@@ -88,6 +90,7 @@ class Gateway:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
         self._last_registry_warning = 0.0
+        self._login_buckets: dict[str, list[float]] = {}  #: client IP -> [tokens, stamp]
         self.metrics = metrics or Metrics("gateway")
         self.sessions = SessionTable()
         self.keys = PreloginKeys()
@@ -226,12 +229,11 @@ class Gateway:
     def packet_received(self, link: Link, cmd_buf: bytearray) -> None:
         session: Session = link.owner
         metrics = self.metrics
-        try:
-            stype, ctype, _utag, proto_type = unpack_header(cmd_buf)
-        except ProtocolError as exc:
-            metrics.protocol_errors.labels(exc.kind).inc()
+        stype, ctype, _utag, proto_type = HEADER.unpack_from(cmd_buf)  # links ensure >= 10 bytes
+        if proto_type != ProtoType.JSON and proto_type != ProtoType.BUF:
+            metrics.protocol_errors.labels("bad_proto_type").inc()
             link.stats.protocol_errors += 1
-            link.close(f"protocol error: {exc.kind}", abort=link.kind == "tcp")
+            link.close("protocol error: bad_proto_type", abort=link.kind == "tcp")
             return
         metrics.packet("in", stype, ctype, len(cmd_buf))
         if stype == Stype.Gateway:
@@ -245,6 +247,15 @@ class Gateway:
             metrics.dropped.labels("login_required").inc()
             self._notice(session, GatewayCmd.LOGIN_REQUIRED, stype, ctype, proto_type)
             return
+        if (
+            stype == self.auth_stype
+            and ctype == AuthCmd.GUEST_LOGIN
+            and not self._login_allowed(link)
+        ):
+            metrics.logins.labels("rate_limited").inc()
+            body = {"dropped": 1}
+            session.send_cmd(Stype.Gateway, GatewayCmd.RATE_LIMITED, body, proto_type=proto_type)
+            return
         route = self.routes.get(stype)
         utag = uid or session.data["key"]
         upstream = route.pick(utag) if route is not None else None
@@ -252,11 +263,36 @@ class Gateway:
             metrics.dropped.labels("service_unavailable").inc()
             self._notice(session, GatewayCmd.SERVICE_UNAVAILABLE, stype, ctype, proto_type)
             return
-        write_utag(cmd_buf, utag)
+        _UTAG.pack_into(cmd_buf, UTAG_OFFSET, utag)
         session.protos[stype] = proto_type
         if not upstream.send_raw(cmd_buf):
             metrics.dropped.labels("service_unavailable").inc()
             self._notice(session, GatewayCmd.SERVICE_UNAVAILABLE, stype, ctype, proto_type)
+
+    def _login_allowed(self, link: Link) -> bool:
+        """Per-IP token bucket for GUEST_LOGIN: guessing keys or flooding the DB costs time."""
+        limits = self.cfg.limits
+        if limits.login_rate <= 0:
+            return True
+        ip = link.peer[0] if isinstance(link.peer, tuple) else "?"
+        if limits.login_exempt_loopback and (ip.startswith("127.") or ip == "::1"):
+            return True
+        now = time.monotonic()
+        buckets = self._login_buckets
+        bucket = buckets.get(ip)
+        if bucket is None:
+            if len(buckets) >= 100_000:  # forget addresses whose bucket has refilled
+                full = limits.login_burst / limits.login_rate
+                for key in [k for k, b in buckets.items() if now - b[1] > full]:
+                    del buckets[key]
+            bucket = buckets[ip] = [limits.login_burst, now]
+        tokens = min(limits.login_burst, bucket[0] + (now - bucket[1]) * limits.login_rate)
+        bucket[1] = now
+        if tokens < 1.0:
+            bucket[0] = tokens
+            return False
+        bucket[0] = tokens - 1.0
+        return True
 
     def _control(self, session: Session, ctype: int, proto_type: int, cmd_buf: bytearray) -> None:
         if ctype == GatewayCmd.HEARTBEAT:
@@ -481,6 +517,7 @@ class Gateway:
         if session is None:
             self.metrics.dropped.labels("no_route").inc()
             return
+        _UTAG.pack_into(cmd_buf, UTAG_OFFSET, 0)  # in place: players never see utags
         if self._local is None:
             self._to_client_claiming(session, stype, ctype, proto_type, cmd_buf)
             return
@@ -505,6 +542,10 @@ class Gateway:
         for session in self.sessions:
             uid = session.uid
             if not uid:
+                # A login may be in flight on the lost link: tell whoever used the service.
+                if not live and route.stype in session.protos:
+                    proto = session.protos[route.stype]
+                    self._notice(session, GatewayCmd.SERVICE_UNAVAILABLE, route.stype, 0, proto)
                 continue
             old, new = route.choose(uid, before), route.choose(uid, live)
             if old is new:
