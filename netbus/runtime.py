@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable
-from typing import Literal
+from collections.abc import Callable, Coroutine
+from typing import Any, Literal
 
 __all__ = ["LoopName", "loop_factory", "run", "wait_for_signal"]
 
@@ -22,7 +22,7 @@ def loop_factory(name: LoopName = "auto") -> Callable[[], asyncio.AbstractEventL
         if name == "uvloop":
             raise
         return None
-    return uvloop.new_event_loop  # type: ignore[no-any-return]
+    return uvloop.new_event_loop
 
 
 async def wait_for_signal(*signals: signal.Signals) -> signal.Signals:
@@ -30,8 +30,13 @@ async def wait_for_signal(*signals: signal.Signals) -> signal.Signals:
     loop = asyncio.get_running_loop()
     fired: asyncio.Future[signal.Signals] = loop.create_future()
     sigs = signals or (signal.SIGINT, signal.SIGTERM)
+
+    def fire(sig: signal.Signals) -> None:
+        if not fired.done():
+            fired.set_result(sig)
+
     for sig in sigs:
-        loop.add_signal_handler(sig, lambda s=sig: fired.done() or fired.set_result(s))
+        loop.add_signal_handler(sig, fire, sig)
     try:
         return await fired
     finally:
@@ -39,7 +44,7 @@ async def wait_for_signal(*signals: signal.Signals) -> signal.Signals:
             loop.remove_signal_handler(sig)
 
 
-def run(main: Callable[[], Awaitable[None]], *, loop: LoopName = "auto") -> None:
+def run(main: Callable[[], Coroutine[Any, Any, None]], *, loop: LoopName = "auto") -> None:
     """Run ``main()`` to completion on the chosen loop."""
     with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
-        runner.run(main())  # type: ignore[arg-type]
+        runner.run(main())

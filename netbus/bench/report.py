@@ -45,7 +45,8 @@ def machine_info() -> dict[str, Any]:
     try:
         import uvloop
 
-        uvloop_version = uvloop.__version__
+        # uvloop re-exports __version__ without listing it in __all__.
+        uvloop_version = uvloop.__version__  # type: ignore[attr-defined]
     except ImportError:
         uvloop_version = None
     return {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import ssl as ssl_module
 from collections import deque
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection
@@ -88,10 +88,12 @@ class Client:
             if scheme in ("tcp", "tls"):
                 loop = asyncio.get_running_loop()
                 link = TcpLink(client)
+                # asyncio takes None here (a missing port reaches getaddrinfo as 0, a missing
+                # host raises ValueError); typeshed's overloads only allow str and int.
                 await loop.create_connection(
                     lambda: link,
-                    parts.hostname,
-                    parts.port,
+                    cast(str, parts.hostname),
+                    cast(int, parts.port),
                     ssl=ssl if scheme == "tls" else None,
                     server_hostname=parts.hostname if scheme == "tls" else None,
                 )
@@ -172,7 +174,7 @@ class Client:
         """Fail the request a refusal names; ctype 0 (the service went down) fails them all."""
         if not isinstance(body, dict):
             return
-        key = (body.get("stype"), body.get("ctype"))
+        key: tuple[Any, Any] = (body.get("stype"), body.get("ctype"))  # unvalidated JSON
         if key[1] == 0:
             for (stype, ctype), queue in self._pending.items():
                 if stype == key[0]:
@@ -181,11 +183,11 @@ class Client:
                             fut.set_exception(error(stype, ctype))
                     queue.clear()
             return
-        queue = self._pending.get(key)  # type: ignore[arg-type]
-        while queue:
-            fut = queue.popleft()
+        waiting = self._pending.get(key)
+        while waiting:
+            fut = waiting.popleft()
             if not fut.done():
-                fut.set_exception(error(*key))  # type: ignore[arg-type]
+                fut.set_exception(error(*key))
                 return
 
     def _abort(self) -> None:

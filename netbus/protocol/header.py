@@ -73,7 +73,8 @@ def pack_header(stype: int, ctype: int, utag: int, proto_type: int) -> bytes:
 
 
 def read_utag(cmd_buf: bytes | bytearray | memoryview) -> int:
-    return _UTAG.unpack_from(cmd_buf, UTAG_OFFSET)[0]
+    utag: int = _UTAG.unpack_from(cmd_buf, UTAG_OFFSET)[0]
+    return utag
 
 
 def write_utag(cmd_buf: bytearray | memoryview, utag: int) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from time import perf_counter
 
 from netbus.errors import ProtocolError
@@ -135,11 +135,11 @@ class ServiceManager:
 
     # ---------------------------------------------------------------------- execution
     def _call(
-        self, service: Service, handler: object, *args: object
+        self, service: Service, handler: Callable[..., HandlerResult], *args: object
     ) -> asyncio.Future[None] | None:
         """Run a handler; an awaitable result becomes a tracked task, which is returned."""
         try:
-            result: HandlerResult = handler(*args)  # type: ignore[operator]
+            result = handler(*args)
         except Exception:
             self.metrics.dropped.labels("handler_error").inc()
             log.exception("%s handler failed", service.name)
@@ -152,7 +152,7 @@ class ServiceManager:
         return None
 
     def _task_done(self, task: asyncio.Future[None]) -> None:
-        self._tasks.discard(task)  # type: ignore[arg-type]
+        self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             self.metrics.dropped.labels("handler_error").inc()
             log.error("async handler failed", exc_info=task.exception())

@@ -13,7 +13,7 @@ from typing import Any
 from netbus.errors import ConfigError
 from netbus.protocol.header import MAX_CMD_BUF
 from netbus.transport.guard import Guard, ListenerLimits
-from netbus.transport.link import Link, LinkHandler
+from netbus.transport.link import LinkHandler
 from netbus.transport.tcp import TcpLink
 from netbus.transport.ws import WsLink
 
@@ -57,7 +57,7 @@ def server_ssl_context(certfile: str | None, keyfile: str | None) -> ssl.SSLCont
     return ctx
 
 
-def link_factory(spec: ListenerSpec, handler: LinkHandler) -> Callable[[], Link]:
+def link_factory(spec: ListenerSpec, handler: LinkHandler) -> Callable[[], TcpLink | WsLink]:
     cls: type[TcpLink] | type[WsLink]
     if spec.kind == "tcp":
         cls = TcpLink
@@ -75,7 +75,7 @@ def link_factory(spec: ListenerSpec, handler: LinkHandler) -> Callable[[], Link]
             batch_writes=True,
         )
 
-    def make() -> Link:
+    def make() -> TcpLink | WsLink:
         return cls(handler, max_cmd_buf=spec.max_cmd_buf, max_buffered_out=spec.max_buffered_out)
 
     return make

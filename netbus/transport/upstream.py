@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Callable
 from enum import Enum
 
 from netbus.errors import ProtocolError
@@ -42,6 +43,11 @@ class Backoff:
 
     def reset(self) -> None:
         self.failures = 0
+
+
+def _factory(link: TcpLink) -> Callable[[], TcpLink]:
+    """A protocol factory for ``create_connection`` handing out the link already built."""
+    return lambda: link
 
 
 def _end_half_open(link: Link) -> None:
@@ -122,7 +128,7 @@ class Upstream:
             link.owner = self
             try:
                 async with asyncio.timeout(self.connect_timeout):
-                    await loop.create_connection(lambda link=link: link, self.host, self.port)
+                    await loop.create_connection(_factory(link), self.host, self.port)
             except BaseException as exc:
                 _end_half_open(link)
                 if not isinstance(exc, (OSError, TimeoutError)):

@@ -41,16 +41,20 @@ class WsLink(Link, asyncio.BufferedProtocol):
     ) -> None:
         super().__init__(handler, max_cmd_buf=max_cmd_buf, max_buffered_out=max_buffered_out)
         self._ws = ServerProtocol(max_size=max_cmd_buf, logger=_ws_logger)
-        self._fragments: list[bytes] | None = None
+        self._fragments: list[bytes | bytearray | memoryview] | None = None
         self._scratch = scratch_buffer()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         loop = asyncio.get_running_loop()
         loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_deadline)
+        # The handler (a listener's Guard: connection caps, idle timeout) knows the
+        # connection from its accept, not from a finished upgrade: peers that never
+        # finish the handshake must not slip past the caps for HANDSHAKE_TIMEOUT.
+        self._open()
 
     def _handshake_deadline(self) -> None:
-        if not self.opened and not self.closed:
+        if self._ws.state is State.CONNECTING and not self.closed:
             self.close("websocket handshake timeout", abort=True)
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -75,8 +79,6 @@ class WsLink(Link, asyncio.BufferedProtocol):
             if isinstance(event, Request):
                 ws.send_response(ws.accept(event))
                 self._flush()
-                if ws.state is State.OPEN:
-                    self._open()
             elif isinstance(event, Frame):
                 self._frame(event)
             if self.closed:
@@ -107,7 +109,7 @@ class WsLink(Link, asyncio.BufferedProtocol):
         elif opcode is Opcode.CLOSE:
             self._flush()
 
-    def _message(self, data: bytes) -> None:
+    def _message(self, data: bytes | bytearray | memoryview) -> None:
         if len(data) < HEADER_SIZE:
             self._violation(ProtocolError("short_header", f"{len(data)}-byte message"))
             return
