@@ -10,14 +10,20 @@ import logging
 import re
 import sys
 import time
+from typing import Any
 
 import orjson
 
-__all__ = ["JsonFormatter", "RedactingFilter", "setup_logging"]
+__all__ = ["JsonFormatter", "RedactingFilter", "conn_context", "setup_logging"]
 
 _SECRET_FIELD = re.compile(
     r"""((?:guest_key|password|pepper|passwd)["']?\s*[:=]\s*["']?)[^"',\s}]+""", re.I
 )
+
+
+def conn_context(session: Any) -> dict[str, Any]:
+    """``extra=`` for a log line about one connection: its id, uid and peer (JSON fields)."""
+    return {"conn": session.sid, "uid": session.uid, "peer": str(session.peer)}
 
 
 class RedactingFilter(logging.Filter):

@@ -28,6 +28,7 @@ from typing import Any
 
 from netbus.config import GatewayConfig, Settings, parse_address
 from netbus.errors import ProtocolError, RegistryUnavailable
+from netbus.log import conn_context
 from netbus.metrics import Metrics
 from netbus.protocol.codec import decode_json_body
 from netbus.protocol.commands import (
@@ -213,7 +214,7 @@ class Gateway:
 
     def protocol_error(self, link: Link, exc: ProtocolError) -> None:
         self.metrics.protocol_errors.labels(exc.kind).inc()
-        log.info("closing client %s: %s", link.peer, exc)
+        log.info("closing client %s: %s", link.peer, exc, extra=conn_context(link.owner))
 
     def link_closed(self, link: Link, reason: str) -> None:
         session: Session = link.owner
@@ -345,7 +346,12 @@ class Gateway:
         self._user_left(uid)
         self.sessions.unbind_uid(session)
         session.close("relogin: account logged in elsewhere")
-        log.info("uid %d: older connection %s kicked by a new login", uid, session.peer)
+        log.info(
+            "uid %d: older connection %s kicked by a new login",
+            uid,
+            session.peer,
+            extra=conn_context(session),
+        )
 
     def login_reply(self, session: Session, cmd_buf: bytearray, proto_type: int) -> None:
         uid = self._login_uid(cmd_buf, proto_type)
