@@ -30,7 +30,7 @@ _ws_logger.setLevel(logging.WARNING)  # websockets logs every open/close at INFO
 
 class WsLink(Link, asyncio.BufferedProtocol):
     kind = "ws"
-    __slots__ = ("_fragments", "_scratch", "_ws")
+    __slots__ = ("_deadline", "_fragments", "_scratch", "_ws")
 
     def __init__(
         self,
@@ -43,19 +43,32 @@ class WsLink(Link, asyncio.BufferedProtocol):
         self._ws = ServerProtocol(max_size=max_cmd_buf, logger=_ws_logger)
         self._fragments: list[bytes | bytearray | memoryview] | None = None
         self._scratch = scratch_buffer()
+        self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         loop = asyncio.get_running_loop()
-        loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_deadline)
+        self._deadline = loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_deadline)
         # The handler (a listener's Guard: connection caps, idle timeout) knows the
         # connection from its accept, not from a finished upgrade: peers that never
         # finish the handshake must not slip past the caps for HANDSHAKE_TIMEOUT.
         self._open()
 
     def _handshake_deadline(self) -> None:
+        self._deadline = None
         if self._ws.state is State.CONNECTING and not self.closed:
             self.close("websocket handshake timeout", abort=True)
+
+    def _cancel_deadline(self) -> None:
+        # The pending timer holds the link (its parser, its buffers): release it as soon as
+        # the handshake is over, or a flood of short connections is kept alive for 10 s each.
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_deadline()
+        super().connection_lost(exc)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._scratch
@@ -79,6 +92,7 @@ class WsLink(Link, asyncio.BufferedProtocol):
             if isinstance(event, Request):
                 ws.send_response(ws.accept(event))
                 self._flush()
+                self._cancel_deadline()
             elif isinstance(event, Frame):
                 self._frame(event)
             if self.closed:

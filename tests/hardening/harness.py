@@ -401,6 +401,7 @@ class StalledService:
 
     def __init__(self) -> None:
         self.accepted = 0
+        self.accept_times: list[float] = []  #: time.monotonic() of each accept
         self.received: list[bytearray] = []  #: the bytes read, one entry per link
         self.conns: list[asyncio.StreamWriter] = []
         self._server: asyncio.Server | None = None
@@ -412,6 +413,7 @@ class StalledService:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
+        self.accept_times.append(time.monotonic())
         self.conns.append(writer)
         received = bytearray()
         self.received.append(received)

@@ -155,7 +155,7 @@ class Gateway:
             server.close()
         links = []
         for session in self.sessions:
-            proto = next(iter(session.protos.values()), ProtoType.JSON)
+            proto = next(reversed(session.protos.values()), ProtoType.JSON)
             session.send_cmd(
                 Stype.Gateway,
                 GatewayCmd.SHUTDOWN,
