@@ -45,7 +45,7 @@ from netbus.registry.base import Registry
 from netbus.registry.local import LocalRegistry
 from netbus.roles.gateway.routing import MAX_UID, PreloginKeys, ServiceRoute, is_prelogin
 from netbus.session import Session, SessionTable
-from netbus.transport.link import Link
+from netbus.transport.link import SLOW_CONSUMER, Link
 from netbus.transport.listener import Listener, ListenerSpec, start_listener
 from netbus.transport.upstream import Upstream
 
@@ -219,6 +219,8 @@ class Gateway:
     def link_closed(self, link: Link, reason: str) -> None:
         session: Session = link.owner
         self.metrics.connections.labels(link.kind).dec()
+        if reason == SLOW_CONSUMER:
+            self.metrics.dropped.labels("slow_consumer").inc()
         key = session.data["key"]
         self._by_key.pop(key, None)
         self.keys.release(key)
