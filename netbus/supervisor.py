@@ -87,8 +87,17 @@ class Supervisor:
         return [r.proc for r in reversed(self.roles) if r.proc and r.proc.returncode is None]
 
     async def stop(self) -> None:
-        """SIGTERM every child (reverse start order), SIGKILL what outlives the deadline."""
+        """SIGTERM the children in reverse start order, each after the one before it has gone
+        (the gateway drains its clients while its services still answer), then SIGKILL what
+        outlives the deadline."""
         self._stopping = True
+        try:
+            async with asyncio.timeout(self.stop_timeout):
+                for proc in self._running():  # reverse start order
+                    proc.send_signal(signal.SIGTERM)
+                    await proc.wait()
+        except TimeoutError:
+            pass
         for proc in self._running():
             proc.send_signal(signal.SIGTERM)
         try:
