@@ -21,7 +21,7 @@ _KNOWN_STYPES = frozenset({0, 1, 2})
 _KNOWN_CTYPES = frozenset({*range(0, 16), 10000})
 
 
-def _label(value: int, known: frozenset[int]) -> str:
+def _label(value: int, known: frozenset[int] | set[int]) -> str:
     return str(value) if value in known else "other"
 
 
@@ -87,6 +87,11 @@ class Metrics:
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5),
         )
         self._handler_children: dict[int, Any] = {}
+        self._stypes: set[int] = set(_KNOWN_STYPES)
+
+    def add_stype(self, stype: int) -> None:
+        """Label ``stype`` by its number (a configured or registered service), not "other"."""
+        self._stypes.add(stype)
 
     def packet(self, direction: str, stype: int, ctype: int, size: int) -> None:
         """Count one packet of ``size`` bytes (``direction`` is "in" or "out")."""
@@ -97,7 +102,7 @@ class Metrics:
         cell[1] += size
 
     def _cell(self, direction: str, stype: int, ctype: int) -> list[int]:
-        labels = (direction, _label(stype, _KNOWN_STYPES), _label(ctype, _KNOWN_CTYPES))
+        labels = (direction, _label(stype, self._stypes), _label(ctype, _KNOWN_CTYPES))
         cell = self._folded.setdefault(labels, [0, 0])
         if "other" not in labels:  # only known numbers are cached: hostile ones cannot grow it
             self._cells[(direction, stype, ctype)] = cell
@@ -107,9 +112,9 @@ class Metrics:
         """Record a handler that began at ``perf_counter()`` value ``start`` and ended now."""
         child = self._handler_children.get(stype)
         if child is None:
-            child = self.handler_seconds.labels(_label(stype, _KNOWN_STYPES))
-            if stype in _KNOWN_STYPES:
-                self._handler_children[stype] = child
+            # Only registered services get here, so caching by stype stays bounded.
+            child = self.handler_seconds.labels(_label(stype, self._stypes))
+            self._handler_children[stype] = child
         child.observe(perf_counter() - start)
 
     @contextmanager

@@ -207,6 +207,20 @@ def _check_kinds(kinds: Iterable[FieldKind]) -> None:
             raise ValueError(f"unknown BUF field kind {kind!r}")
 
 
+_INT_STRUCTS = {I16: _I16, U16: _U16, I32: _I32, U32: _U32}
+
+
+def _pack_int(kind: FieldKind, value: Any) -> bytes:
+    # isinstance, not ``type() is int``: status IntEnums are ints; bool is refused on purpose.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise LocalProtocolError(f"{kind} field needs an int, got {type(value).__name__}")
+    st = _INT_STRUCTS[kind]
+    try:
+        return st.pack(value)
+    except struct.error as exc:
+        raise LocalProtocolError(f"{value!r} does not fit {st.format}: {exc}") from None
+
+
 def _write(writer: Writer, kind: FieldKind, value: Any) -> None:
     # isinstance, not ``type() is int``: status IntEnums are ints; bool is refused on purpose.
     if kind != STR and (not isinstance(value, int) or isinstance(value, bool)):
@@ -222,29 +236,41 @@ class FieldsCodec:
     With no fields it is the empty body, decoded to ``None``.
     """
 
-    __slots__ = ("fields",)
+    __slots__ = ("_readers", "fields")
 
     def __init__(self, *fields: tuple[str, FieldKind]) -> None:
         _check_kinds(kind for _, kind in fields)
         self.fields = fields
+        # Resolved once: this runs for every BUF packet a service decodes.
+        self._readers: tuple[tuple[str, Callable[[Reader], Any]], ...] = tuple(
+            (name, getattr(Reader, kind)) for name, kind in fields
+        )
 
     def encode(self, value: Any) -> bytes:
         if not self.fields:
             return b""
         if not isinstance(value, dict):
             raise LocalProtocolError(f"BUF layout needs a dict, got {type(value).__name__}")
-        writer = Writer()
+        parts: list[bytes] = []
         for name, kind in self.fields:
             if name not in value:
                 raise LocalProtocolError(f"BUF body is missing field {name!r}")
-            _write(writer, kind, value[name])
-        return writer.getvalue()
+            item = value[name]
+            if kind == STR:
+                if not isinstance(item, str):
+                    raise LocalProtocolError(f"expected str, got {type(item).__name__}")
+                data = _utf8(item)
+                parts.append(_U16.pack(len(data)))
+                parts.append(data)
+            else:
+                parts.append(_pack_int(kind, item))
+        return b"".join(parts)
 
     def decode(self, reader: Reader) -> Any:
-        if not self.fields:
+        if not self._readers:
             reader.expect_end()
             return None
-        value = {name: getattr(reader, kind)() for name, kind in self.fields}
+        value = {name: read(reader) for name, read in self._readers}
         reader.expect_end()
         return value
 

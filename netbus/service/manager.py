@@ -49,6 +49,7 @@ class ServiceManager:
                 f"stype {service.stype} is already served by {self.get(service.stype)}"
             )
         self._services[service.stype] = service
+        self.metrics.add_stype(service.stype)
 
     def get(self, stype: int) -> Service | None:
         return self._services.get(stype)

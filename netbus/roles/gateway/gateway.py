@@ -115,6 +115,7 @@ class Gateway:
                         heartbeat=cfg.heartbeat_interval,
                     )
                 )
+            self.metrics.add_stype(route_cfg.stype)
             self.routes[route_cfg.stype] = ServiceRoute(
                 name, route_cfg.stype, upstreams, policy=route_cfg.policy
             )
