@@ -40,10 +40,16 @@ from netbus.protocol.commands import (
     GatewayCmd,
     Stype,
 )
-from netbus.protocol.header import HEADER, UTAG_OFFSET, ProtoType, unpack_header
+from netbus.protocol.header import HEADER, UTAG_OFFSET, ProtoType
 from netbus.registry.base import Registry
 from netbus.registry.local import LocalRegistry
-from netbus.roles.gateway.routing import MAX_UID, PreloginKeys, ServiceRoute, is_prelogin
+from netbus.roles.gateway.routing import (
+    MAX_UID,
+    PRELOGIN_BIT,
+    PreloginKeys,
+    ServiceRoute,
+    is_prelogin,
+)
 from netbus.session import Session, SessionTable
 from netbus.transport.link import SLOW_CONSUMER, Link
 from netbus.transport.listener import Listener, ListenerSpec, start_listener
@@ -516,13 +522,12 @@ class Gateway:
 
     # --------------------------------------------------------------- service side
     def from_service(self, link: Link, cmd_buf: bytearray) -> None:
-        try:
-            stype, ctype, utag, proto_type = unpack_header(cmd_buf)
-        except ProtocolError as exc:
-            self.metrics.protocol_errors.labels("service_" + exc.kind).inc()
-            log.error("malformed packet from service link %s: %s", link.peer, exc)
+        stype, ctype, utag, proto_type = HEADER.unpack_from(cmd_buf)  # links ensure >= 10 bytes
+        if proto_type != ProtoType.JSON and proto_type != ProtoType.BUF:
+            self.metrics.protocol_errors.labels("service_bad_proto_type").inc()
+            log.error("packet with proto_type %d from service link %s", proto_type, link.peer)
             return
-        session = self.get_client_session(utag)
+        session = self._by_key.get(utag) if utag >= PRELOGIN_BIT else self.sessions.by_uid(utag)
         if session is None:
             self.metrics.dropped.labels("no_route").inc()
             return
@@ -533,7 +538,7 @@ class Gateway:
         if stype == self.auth_stype and ctype == AuthCmd.GUEST_LOGIN:
             self.login_reply(session, cmd_buf, proto_type)
         self.metrics.packet("out", stype, ctype, len(cmd_buf))
-        session.send_raw(cmd_buf)
+        session.link.send_raw(cmd_buf)  # utag already cleared: no copy in Session.send_raw
 
     def service_link_changed(self, upstream: Upstream, up: bool) -> None:
         self.metrics.link_up.labels(upstream.name).set(1 if up else 0)
