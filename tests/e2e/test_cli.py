@@ -187,3 +187,25 @@ async def test_netbus_up_stopped_while_a_role_cannot_start(tmp_path: Path) -> No
     assert "netbus up: cluster ready" not in up.output("out")
     assert "netbus up: stopping" in up.output("out")
     assert not leftovers, f"children outlived `netbus up`: {leftovers}\n{up.text()}"
+
+
+async def test_python_client_example(cluster: Cluster, clients: Clients, tmp_path: Path) -> None:
+    """examples/guest_chat.py logs in as a guest (key kept in a file) and chats."""
+    observer = await clients.member(cluster.tcp_url, new_name("obs"))
+    key_file = tmp_path / "example_key"
+    name = new_name("ex")
+    example = Path(__file__).resolve().parents[2] / "examples" / "guest_chat.py"
+    argv = [sys.executable, str(example), "hi from the example", "--url", cluster.ws_url]
+    argv += ["--key-file", str(key_file), "--name", name, "--listen", "0.2"]
+    uids = []
+    for _ in range(2):
+        proc = Proc("example", argv, cwd=tmp_path)
+        assert await asyncio.to_thread(proc.wait, 20.0) == 0, proc.text()
+        out = "\n".join(proc.output("out"))
+        found = re.search(r"^logged in: uid (\d+)", out, re.M)
+        assert found and "sent: status 1" in out, proc.text()
+        uids.append(int(found.group(1)))
+        ISSUED_KEYS.add(key_file.read_text().strip())
+        push = await observer.next_push(Stype.TalkRoom, TalkroomCmd.UserMsg, timeout=10)
+        assert push.body == {"0": name, "1": 0, "2": "hi from the example"}
+    assert uids[0] == uids[1] > 0  # the key file made it the same account twice
