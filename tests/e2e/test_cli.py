@@ -189,13 +189,15 @@ async def test_netbus_up_stopped_while_a_role_cannot_start(tmp_path: Path) -> No
     assert not leftovers, f"children outlived `netbus up`: {leftovers}\n{up.text()}"
 
 
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "guest_chat.py"
+
+
 async def test_python_client_example(cluster: Cluster, clients: Clients, tmp_path: Path) -> None:
     """examples/guest_chat.py logs in as a guest (key kept in a file) and chats."""
     observer = await clients.member(cluster.tcp_url, new_name("obs"))
     key_file = tmp_path / "example_key"
     name = new_name("ex")
-    example = Path(__file__).resolve().parents[2] / "examples" / "guest_chat.py"
-    argv = [sys.executable, str(example), "hi from the example", "--url", cluster.ws_url]
+    argv = [sys.executable, str(EXAMPLE), "hi from the example", "--url", cluster.ws_url]
     argv += ["--key-file", str(key_file), "--name", name, "--listen", "0.2"]
     uids = []
     for _ in range(2):
