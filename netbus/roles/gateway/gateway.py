@@ -7,35 +7,31 @@ Ordering guarantee: USER_DISCONNECT for a uid is written to every service link b
 later packet tagged with that uid, because both go through the same ordered TCP links and
 the gateway writes the notice synchronously when the connection ends or is kicked.
 
-Logins and the registry. Alone (no ``[redis] url``), a gateway binds a uid synchronously, in
-the same callback that reads the GUEST_LOGIN reply, and its `LocalRegistry` costs one dict
-write. With the Redis registry the claim is a round trip: the reply waits (as do later
-packets for that connection, in order) until the claim lands, and is replaced by SYSTEM_ERROR
-if Redis fails or the deadline passes. docs/scaling.md explains why exactly one connection
-per uid survives concurrent logins on several gateways.
+Logins. Alone (no ``[redis] url``), a gateway binds a uid synchronously, in the same callback
+that reads the GUEST_LOGIN reply (`Gateway.bind_login`). With the Redis registry the claim is
+a round trip, run by `LoginClaims` (logins.py), which then calls `bind_login` or refuses.
+
+The rest of the package: routing.py (pre-login keys, the instances behind each stype),
+login_rate.py (the per-IP GUEST_LOGIN limit), logins.py (registry claims), service_links.py
+(the service links' handler and the notices users get when instances come and go).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import struct
-import time
 from collections.abc import Sequence
-from functools import partial
 from typing import Any
 
 from netbus.config import GatewayConfig, Settings, parse_address
-from netbus.errors import ProtocolError, RegistryUnavailable
+from netbus.errors import ProtocolError
 from netbus.log import conn_context
 from netbus.metrics import Metrics
-from netbus.protocol.codec import decode_json_body
 from netbus.protocol.commands import (
     CODECS,
     USER_DISCONNECT,
     AuthCmd,
-    AuthStatus,
     Direction,
     GatewayCmd,
     Stype,
@@ -43,13 +39,10 @@ from netbus.protocol.commands import (
 from netbus.protocol.header import HEADER, UTAG_OFFSET, ProtoType
 from netbus.registry.base import Registry
 from netbus.registry.local import LocalRegistry
-from netbus.roles.gateway.routing import (
-    MAX_UID,
-    PRELOGIN_BIT,
-    PreloginKeys,
-    ServiceRoute,
-    is_prelogin,
-)
+from netbus.roles.gateway.login_rate import LoginRateLimit
+from netbus.roles.gateway.logins import LoginClaims, login_uid
+from netbus.roles.gateway.routing import PRELOGIN_BIT, PreloginKeys, ServiceRoute, is_prelogin
+from netbus.roles.gateway.service_links import ServiceLinks
 from netbus.session import Session, SessionTable
 from netbus.transport.link import SLOW_CONSUMER, Link
 from netbus.transport.listener import Listener, ListenerSpec, start_listener
@@ -85,21 +78,16 @@ class Gateway:
     ) -> None:
         self.cfg = cfg
         self.id = cfg.id
-        self.registry: Registry = registry if registry is not None else LocalRegistry(cfg.id)
-        #: the synchronous in-process registry, or None when claims are remote round trips
-        self._local = self.registry if isinstance(self.registry, LocalRegistry) else None
-        self.registry.set_kick_handler(self._kick_conn)
-        self.claim_timeout = claim_timeout
-        #: makes conn ids unique across restarts of one gateway id ("<incarnation>.<sid>")
-        self._incarnation = secrets.token_hex(4)
-        self._claims: dict[int, asyncio.Task[None]] = {}  #: uid -> newest claim in flight
-        self._recent_kicks: dict[tuple[int, int], float] = {}  #: (uid, sid) kicked mid-claim
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._closing = False
-        self._last_registry_warning = 0.0
-        self._login_buckets: dict[str, list[float]] = {}  #: client IP -> [tokens, stamp]
+        self.login_rate = LoginRateLimit(cfg.limits)
         self.metrics = metrics or Metrics("gateway")
         self.sessions = SessionTable()
+        self.logins = LoginClaims(
+            self,
+            registry if registry is not None else LocalRegistry(cfg.id),
+            claim_timeout=claim_timeout,
+        )
+        #: the synchronous in-process registry, or None when claims are remote round trips
+        self._local = self.logins.local
         self.keys = PreloginKeys()
         self._by_key: dict[int, Session] = {}
         self._listener_specs = list(listeners)
@@ -107,7 +95,7 @@ class Gateway:
         self.ports: list[int] = []
         self.auth_stype = cfg.auth_stype
         self.routes: dict[int, ServiceRoute] = {}
-        self._upstream_handler = _UpstreamHandler(self)
+        self.service_links = ServiceLinks(self)
         for name, route_cfg in cfg.services.items():
             upstreams = []
             for address in route_cfg.addresses:
@@ -116,7 +104,7 @@ class Gateway:
                     Upstream(
                         host,
                         port,
-                        self._upstream_handler,
+                        self.service_links,
                         name=f"{name}@{address}",
                         heartbeat=cfg.heartbeat_interval,
                     )
@@ -137,7 +125,7 @@ class Gateway:
 
     # ------------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        await self.registry.start()
+        await self.logins.start()
         for route in self.routes.values():
             for upstream in route.upstreams:
                 self.metrics.link_up.labels(upstream.name).set(0)
@@ -178,19 +166,14 @@ class Gateway:
             except TimeoutError:
                 for link in links:
                     link.close("shutdown deadline", abort=True)
-        if self._tasks:  # claims in flight end, releases get a moment to land
-            _done, pending = await asyncio.wait(list(self._tasks), timeout=self.claim_timeout)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        self._closing = True  # from here on, registry.close() releases whatever is held
+        await self.logins.drain()  # claims in flight end, releases get a moment to land
         for route in self.routes.values():
             for upstream in route.upstreams:
                 await upstream.close()
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
-        await self.registry.close()
+        await self.logins.close()
 
     async def __aenter__(self) -> Gateway:
         await self.start()
@@ -209,6 +192,33 @@ class Gateway:
         """The live upstream that ``utag``'s packets for ``stype`` go to (None if none is up)."""
         route = self.routes.get(stype)
         return route.pick(utag) if route is not None else None
+
+    # ------------------------------------------- the registry, held by `self.logins`
+    @property
+    def registry(self) -> Registry:
+        return self.logins.registry
+
+    @property
+    def claim_timeout(self) -> float:
+        return self.logins.claim_timeout
+
+    @claim_timeout.setter
+    def claim_timeout(self, value: float) -> None:
+        self.logins.claim_timeout = value
+
+    @property
+    def _claims(self) -> dict[int, asyncio.Task[None]]:
+        return self.logins.claims
+
+    @property
+    def _recent_kicks(self) -> dict[tuple[int, int], float]:
+        return self.logins.recent_kicks
+
+    def _conn_id(self, session: Session) -> str:
+        return self.logins.conn_id(session)
+
+    def _kick_conn(self, uid: int, conn: str) -> None:
+        self.logins.kick_conn(uid, conn)
 
     # ----------------------------------------------------------- client link handler
     def link_opened(self, link: Link) -> None:
@@ -233,7 +243,7 @@ class Gateway:
         self.keys.release(key)
         if session.uid and self.sessions.by_uid(session.uid) is session:
             self._user_left(session.uid)
-            self._release(session.uid, session)
+            self.logins.release(session.uid, session)
         self.sessions.remove(session)
 
     def packet_received(self, link: Link, cmd_buf: bytearray) -> None:
@@ -255,12 +265,12 @@ class Gateway:
         uid = session.uid
         if not uid and stype != self.auth_stype:
             metrics.dropped.labels("login_required").inc()
-            self._notice(session, GatewayCmd.LOGIN_REQUIRED, stype, ctype, proto_type)
+            self.notice(session, GatewayCmd.LOGIN_REQUIRED, stype, ctype, proto_type)
             return
         if (
             stype == self.auth_stype
             and ctype == AuthCmd.GUEST_LOGIN
-            and not self._login_allowed(link)
+            and not self.login_rate.allow(link)
         ):
             metrics.logins.labels("rate_limited").inc()
             body = {"dropped": 1}
@@ -271,38 +281,13 @@ class Gateway:
         upstream = route.pick(utag) if route is not None else None
         if upstream is None:
             metrics.dropped.labels("service_unavailable").inc()
-            self._notice(session, GatewayCmd.SERVICE_UNAVAILABLE, stype, ctype, proto_type)
+            self.notice(session, GatewayCmd.SERVICE_UNAVAILABLE, stype, ctype, proto_type)
             return
         _UTAG.pack_into(cmd_buf, UTAG_OFFSET, utag)
         session.protos[stype] = proto_type
         if not upstream.send_raw(cmd_buf):
             metrics.dropped.labels("service_unavailable").inc()
-            self._notice(session, GatewayCmd.SERVICE_UNAVAILABLE, stype, ctype, proto_type)
-
-    def _login_allowed(self, link: Link) -> bool:
-        """Per-IP token bucket for GUEST_LOGIN: guessing keys or flooding the DB costs time."""
-        limits = self.cfg.limits
-        if limits.login_rate <= 0:
-            return True
-        ip = link.peer[0] if isinstance(link.peer, tuple) else "?"
-        if limits.login_exempt_loopback and (ip.startswith("127.") or ip == "::1"):
-            return True
-        now = time.monotonic()
-        buckets = self._login_buckets
-        bucket = buckets.get(ip)
-        if bucket is None:
-            if len(buckets) >= 100_000:  # forget addresses whose bucket has refilled
-                full = limits.login_burst / limits.login_rate
-                for key in [k for k, b in buckets.items() if now - b[1] > full]:
-                    del buckets[key]
-            bucket = buckets[ip] = [limits.login_burst, now]
-        tokens = min(limits.login_burst, bucket[0] + (now - bucket[1]) * limits.login_rate)
-        bucket[1] = now
-        if tokens < 1.0:
-            bucket[0] = tokens
-            return False
-        bucket[0] = tokens - 1.0
-        return True
+            self.notice(session, GatewayCmd.SERVICE_UNAVAILABLE, stype, ctype, proto_type)
 
     def _control(self, session: Session, ctype: int, proto_type: int, cmd_buf: bytearray) -> None:
         if ctype == GatewayCmd.HEARTBEAT:
@@ -315,9 +300,10 @@ class Gateway:
         else:
             self.metrics.dropped.labels("unknown_control").inc()
 
-    def _notice(
+    def notice(
         self, session: Session, notice: GatewayCmd, stype: int, ctype: int, proto_type: int
     ) -> None:
+        """Tell ``session`` about a packet or a service it could not reach (docs/protocol.md)."""
         body = {"stype": stype, "ctype": ctype}
         session.send_cmd(Stype.Gateway, notice, body, proto_type=proto_type)
 
@@ -338,13 +324,13 @@ class Gateway:
         if session.uid:  # a second login on one connection, as another account
             if self.sessions.by_uid(session.uid) is session:
                 self._user_left(session.uid)
-                self._release(session.uid, session)
+                self.logins.release(session.uid, session)
             self.sessions.unbind_uid(session)
         previous = self.sessions.by_uid(uid)
         if previous is not None and previous is not session:
             self.kick(previous, uid)
         if self._local is not None:  # in-process: kicks other gateways of this process at once
-            self._local.claim_nowait(uid, self._conn_id(session))
+            self._local.claim_nowait(uid, self.logins.conn_id(session))
         self.sessions.bind_uid(session, uid)
         self.metrics.logins.labels("ok").inc()
 
@@ -363,162 +349,9 @@ class Gateway:
         )
 
     def login_reply(self, session: Session, cmd_buf: bytearray, proto_type: int) -> None:
-        uid = self._login_uid(cmd_buf, proto_type)
+        uid = login_uid(cmd_buf, proto_type, self.metrics)
         if uid:
             self.bind_login(session, uid)
-
-    def _login_uid(self, cmd_buf: bytearray, proto_type: int) -> int:
-        """The uid a GUEST_LOGIN reply logs in, or 0 if it is a refusal (or malformed)."""
-        if proto_type != ProtoType.JSON:
-            return 0
-        try:
-            reply = decode_json_body(cmd_buf)
-        except ProtocolError:
-            log.warning("malformed GUEST_LOGIN reply from the auth service")
-            return 0
-        if not isinstance(reply, dict) or reply.get("status") != 1:
-            self.metrics.logins.labels("refused").inc()
-            return 0
-        uid = reply.get("uid")
-        if type(uid) is not int or not 0 < uid <= MAX_UID:
-            log.error("auth service returned an invalid uid %r; login not bound", uid)
-            return 0
-        return uid
-
-    # ------------------------------------------------------------------- the registry
-    def _conn_id(self, session: Session) -> str:
-        return f"{self._incarnation}.{session.sid}"
-
-    def _release(self, uid: int, session: Session) -> None:
-        """``session`` no longer holds ``uid``: drop the registry entry if it is still ours."""
-        if self._local is not None:
-            self._local.release_nowait(uid, self._conn_id(session))
-        elif not self._closing:
-            self._spawn(self._release_remote(uid, self._conn_id(session)))
-
-    async def _release_remote(self, uid: int, conn: str) -> None:
-        try:
-            await self.registry.release(uid, conn)
-        except RegistryUnavailable as exc:  # the entry expires with its lease
-            log.debug("release of uid %d failed: %s", uid, exc)
-
-    def _spawn(self, coro: Any) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    def _kick_conn(self, uid: int, conn: str) -> None:
-        """Registry kick handler: connection ``conn`` of this gateway lost ``uid``.
-
-        Bound to ``uid``: kicked like a local relogin. Its claim still in flight: remembered,
-        and refused when the claim returns (the kick can overtake the claim's own reply).
-        """
-        incarnation, _, sid = conn.partition(".")
-        if incarnation != self._incarnation or not sid.isdigit():
-            return  # a connection of an earlier run of this gateway id: long gone
-        session = self.sessions.get(int(sid))
-        if session is None or session.closed:
-            return
-        if session.uid == uid and self.sessions.by_uid(uid) is session:
-            self.kick(session, uid)
-        elif session.data.get("claiming") == uid:
-            kicks = self._recent_kicks
-            if len(kicks) > 10_000:  # claims end by popping theirs; this is only a backstop
-                horizon = time.monotonic() - 60.0
-                for key in [k for k, t in kicks.items() if t < horizon]:
-                    del kicks[key]
-            kicks[(uid, session.sid)] = time.monotonic()
-
-    def _to_client_claiming(
-        self, session: Session, stype: int, ctype: int, proto_type: int, cmd_buf: bytearray
-    ) -> None:
-        """`from_service` with a remote registry: logins wait for their claim, in order."""
-        held = session.data.get("held")
-        if held is not None:  # this connection's login is being claimed: keep the order
-            held.append((stype, ctype, proto_type, cmd_buf))
-            return
-        if stype == self.auth_stype and ctype == AuthCmd.GUEST_LOGIN:
-            uid = self._login_uid(cmd_buf, proto_type)
-            if uid and uid != session.uid:
-                self._start_claim(session, uid, cmd_buf)
-                return
-        self.metrics.packet("out", stype, ctype, len(cmd_buf))
-        session.send_raw(cmd_buf)
-
-    def _start_claim(self, session: Session, uid: int, reply: bytearray) -> None:
-        session.data["held"] = []
-        session.data["claiming"] = uid
-        before = self._claims.get(uid)  # claims of one uid run one at a time per gateway
-        task = self._spawn(self._claim(session, uid, reply, before))
-        self._claims[uid] = task
-        task.add_done_callback(partial(self._claim_done, uid))
-
-    def _claim_done(self, uid: int, task: asyncio.Task[None]) -> None:
-        if self._claims.get(uid) is task:
-            del self._claims[uid]
-
-    async def _claim(
-        self, session: Session, uid: int, reply: bytearray, before: asyncio.Task[None] | None
-    ) -> None:
-        """Claim ``uid`` for ``session``, then bind and forward the reply, or refuse it."""
-        conn = self._conn_id(session)
-        try:
-            try:
-                async with asyncio.timeout(self.claim_timeout):
-                    if before is not None and not before.done():
-                        await asyncio.wait([before])
-                    previous = await self.registry.claim(uid, conn)
-            except (RegistryUnavailable, TimeoutError) as exc:
-                self._recent_kicks.pop((uid, session.sid), None)
-                self._registry_failed(session, exc)
-                return
-            superseded = self._recent_kicks.pop((uid, session.sid), None) is not None
-            if previous is not None and previous.gateway == self.id:
-                self._kick_conn(uid, previous.conn)  # an older connection of this gateway
-            if session.closed or superseded:
-                await self._release_remote(uid, conn)
-                if not session.closed:  # a newer login elsewhere overtook this one
-                    self.metrics.logins.labels("superseded").inc()
-                    self._send_reply(session, reply)
-                    proto = session.protos.get(self.auth_stype, ProtoType.JSON)
-                    session.send_cmd(Stype.Auth, AuthCmd.RELOGIN, None, proto_type=proto)
-                    session.close("relogin: account logged in elsewhere")
-                return
-            self.bind_login(session, uid)
-            self._send_reply(session, reply)
-        except Exception as exc:  # a bug: the login must still end
-            log.exception("login claim for uid %d failed", uid)
-            self._registry_failed(session, exc)
-        finally:
-            self._flush_held(session)
-
-    def _send_reply(self, session: Session, cmd_buf: bytearray) -> None:
-        self.metrics.packet("out", self.auth_stype, AuthCmd.GUEST_LOGIN, len(cmd_buf))
-        session.send_raw(cmd_buf)
-
-    def _registry_failed(self, session: Session, exc: BaseException) -> None:
-        self.metrics.logins.labels("registry_error").inc()
-        now = time.monotonic()
-        if now - self._last_registry_warning > 10.0:  # one line per outage, not per login
-            self._last_registry_warning = now
-            log.warning("login registry unavailable (%s): logins answer SYSTEM_ERROR", exc)
-        if not session.closed:
-            session.send_cmd(
-                self.auth_stype,
-                AuthCmd.GUEST_LOGIN,
-                {"status": AuthStatus.SYSTEM_ERROR},
-                proto_type=ProtoType.JSON,
-            )
-
-    def _flush_held(self, session: Session) -> None:
-        """Deliver what arrived for ``session`` during its claim (it may start another)."""
-        session.data.pop("claiming", None)
-        held = session.data.pop("held", None) or ()
-        for stype, ctype, proto_type, cmd_buf in held:
-            if session.closed:
-                break
-            self._to_client_claiming(session, stype, ctype, proto_type, cmd_buf)
 
     # --------------------------------------------------------------- service side
     def from_service(self, link: Link, cmd_buf: bytearray) -> None:
@@ -533,7 +366,7 @@ class Gateway:
             return
         _UTAG.pack_into(cmd_buf, UTAG_OFFSET, 0)  # in place: players never see utags
         if self._local is None:
-            self._to_client_claiming(session, stype, ctype, proto_type, cmd_buf)
+            self.logins.to_client(session, stype, ctype, proto_type, cmd_buf)
             return
         if stype == self.auth_stype and ctype == AuthCmd.GUEST_LOGIN:
             self.login_reply(session, cmd_buf, proto_type)
@@ -541,64 +374,8 @@ class Gateway:
         session.link.send_raw(cmd_buf)  # utag already cleared: no copy in Session.send_raw
 
     def service_link_changed(self, upstream: Upstream, up: bool) -> None:
-        self.metrics.link_up.labels(upstream.name).set(1 if up else 0)
-        if up and upstream.reconnects:
-            self.metrics.reconnects.labels(upstream.name).inc()
-        route = next((r for r in self.routes.values() if upstream in r.upstreams), None)
-        if route is None:
-            return
-        live = [u for u in route.upstreams if u.is_up]
-        before = [u for u in route.upstreams if (not up if u is upstream else u.is_up)]
-        # A logged-in user whose instance changed hears it, so the client can re-enter:
-        # SERVICE_UNAVAILABLE when none is left, SERVICE_AVAILABLE when one came back, both
-        # (in that order) when it moved to another instance, whose state it must rebuild.
-        # The instance it left, if still up (fail-back), gets USER_DISCONNECT: no ghosts.
-        for session in self.sessions:
-            uid = session.uid
-            if not uid:
-                # A login may be in flight on the lost link: tell whoever used the service.
-                if not live and route.stype in session.protos:
-                    proto = session.protos[route.stype]
-                    self._notice(session, GatewayCmd.SERVICE_UNAVAILABLE, route.stype, 0, proto)
-                continue
-            old, new = route.choose(uid, before), route.choose(uid, live)
-            if old is new:
-                continue
-            proto = session.protos.get(route.stype, ProtoType.JSON)
-            if old is not None:
-                if old.is_up:
-                    old.send_raw(
-                        CODECS.encode(
-                            route.stype,
-                            USER_DISCONNECT,
-                            None,
-                            utag=uid,
-                            direction=Direction.TO_SERVER,
-                        )
-                    )
-                self._notice(session, GatewayCmd.SERVICE_UNAVAILABLE, route.stype, 0, proto)
-            if new is not None:
-                self._notice(session, GatewayCmd.SERVICE_AVAILABLE, route.stype, 0, proto)
-
-
-class _UpstreamHandler:
-    """Link handler for the gateway's service links."""
-
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
-
-    def link_opened(self, link: Link) -> None:
-        self.gateway.service_link_changed(link.owner, True)
-
-    def packet_received(self, link: Link, cmd_buf: bytearray) -> None:
-        self.gateway.from_service(link, cmd_buf)
-
-    def protocol_error(self, link: Link, exc: ProtocolError) -> None:
-        self.gateway.metrics.protocol_errors.labels("service_" + exc.kind).inc()
-        log.error("service link %s broke framing: %s", link.peer, exc)
-
-    def link_closed(self, link: Link, reason: str) -> None:
-        self.gateway.service_link_changed(link.owner, False)
+        """``upstream``'s link went up or down (`ServiceLinks.changed`)."""
+        self.service_links.changed(upstream, up)
 
 
 def build_gateway(settings: Settings, **kwargs: Any) -> Gateway:
