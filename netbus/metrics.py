@@ -7,7 +7,6 @@ Labels are bounded: stype/ctype come from the command table, unknown ones are fo
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from time import perf_counter
 from typing import Any
 
@@ -116,14 +115,6 @@ class Metrics:
             child = self.handler_seconds.labels(_label(stype, self._stypes))
             self._handler_children[stype] = child
         child.observe(perf_counter() - start)
-
-    @contextmanager
-    def time_handler(self, stype: int) -> Iterator[None]:
-        start = perf_counter()
-        try:
-            yield
-        finally:
-            self.handler_done(stype, start)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

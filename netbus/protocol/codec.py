@@ -221,12 +221,14 @@ def _pack_int(kind: FieldKind, value: Any) -> bytes:
         raise LocalProtocolError(f"{value!r} does not fit {st.format}: {exc}") from None
 
 
-def _write(writer: Writer, kind: FieldKind, value: Any) -> None:
-    # isinstance, not ``type() is int``: status IntEnums are ints; bool is refused on purpose.
-    if kind != STR and (not isinstance(value, int) or isinstance(value, bool)):
-        raise LocalProtocolError(f"{kind} field needs an int, got {type(value).__name__}")
-    method: Callable[[Any], Writer] = getattr(writer, kind)
-    method(value)
+def _encode_field(kind: FieldKind, value: Any) -> bytes:
+    """One BUF field; the one encoder both layouts share."""
+    if kind != STR:
+        return _pack_int(kind, value)
+    if not isinstance(value, str):
+        raise LocalProtocolError(f"expected str, got {type(value).__name__}")
+    data = _utf8(value)
+    return _U16.pack(len(data)) + data
 
 
 class FieldsCodec:
@@ -255,15 +257,7 @@ class FieldsCodec:
         for name, kind in self.fields:
             if name not in value:
                 raise LocalProtocolError(f"BUF body is missing field {name!r}")
-            item = value[name]
-            if kind == STR:
-                if not isinstance(item, str):
-                    raise LocalProtocolError(f"expected str, got {type(item).__name__}")
-                data = _utf8(item)
-                parts.append(_U16.pack(len(data)))
-                parts.append(data)
-            else:
-                parts.append(_pack_int(kind, item))
+            parts.append(_encode_field(kind, value[name]))
         return b"".join(parts)
 
     def decode(self, reader: Reader) -> Any:
@@ -285,9 +279,7 @@ class ScalarCodec:
         self.kind = kind
 
     def encode(self, value: Any) -> bytes:
-        writer = Writer()
-        _write(writer, self.kind, value)
-        return writer.getvalue()
+        return _encode_field(self.kind, value)
 
     def decode(self, reader: Reader) -> Any:
         value = getattr(reader, self.kind)()

@@ -19,8 +19,6 @@ from netbus.protocol.codec import (
     FieldsCodec,
     Reader,
     ScalarCodec,
-    Writer,
-    _write,
     decode_json_body,
     encode_json_body,
 )
@@ -109,20 +107,16 @@ class Direction(IntEnum):
 class _SendMsgReply:
     """SendMsg reply: ``i16 status`` then, on OK only, ``str uname, i16 usex, str msg``."""
 
+    _status = ScalarCodec(I16)
+    _ok_tail = FieldsCodec(("1", STR), ("2", I16), ("3", STR))
+
     def encode(self, value: Any) -> bytes:
         if not isinstance(value, dict) or "0" not in value:
             raise LocalProtocolError('SendMsg reply needs {"0": status, ...}')
-        writer = Writer()
-        _write(writer, I16, value["0"])
-        if value["0"] == TalkroomStatus.OK:
-            try:
-                uname, usex, msg = value["1"], value["2"], value["3"]
-            except KeyError as exc:
-                raise LocalProtocolError(f"SendMsg OK reply is missing field {exc}") from None
-            writer.str(uname)
-            _write(writer, I16, usex)
-            writer.str(msg)
-        return writer.getvalue()
+        status = self._status.encode(value["0"])
+        if value["0"] != TalkroomStatus.OK:
+            return status
+        return status + self._ok_tail.encode(value)
 
     def decode(self, reader: Reader) -> Any:
         status = reader.i16()

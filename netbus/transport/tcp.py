@@ -56,11 +56,6 @@ class TcpLink(Link, asyncio.BufferedProtocol):
                 return
             self._deliver(cmd_buf)
 
-    @property
-    def pending_in(self) -> int:
-        """Bytes of an incomplete frame held for this peer."""
-        return self._decoder.buffered
-
     def _write_cmd(
         self, transport: asyncio.Transport, cmd_buf: bytes | bytearray | memoryview
     ) -> None:
