@@ -15,6 +15,7 @@ from typing import Any
 from netbus.protocol.commands import CODECS, CodecRegistry, Direction
 from netbus.protocol.header import UTAG_OFFSET, ProtoType, write_utag
 from netbus.transport.link import Link, LinkStats
+from netbus.transport.reasons import CloseReason
 
 __all__ = ["Session", "SessionTable"]
 
@@ -99,7 +100,7 @@ class Session:
         )
         return self.link.send_raw(cmd_buf)
 
-    def close(self, reason: str = "closed by server") -> None:
+    def close(self, reason: CloseReason = CloseReason.NORMAL) -> None:
         self.link.close(reason)
 
     def __repr__(self) -> str:

@@ -51,6 +51,7 @@ from netbus.protocol.commands import (
 )
 from netbus.protocol.header import MAX_CMD_BUF, ProtoType
 from netbus.transport.link import Link
+from netbus.transport.reasons import CloseReason
 from netbus.transport.tcp import TcpLink
 
 __all__ = ["SLOTS", "State", "WorkerSpec", "worker_main"]
@@ -219,14 +220,14 @@ class RawConn:
             return
         self.w.on_push(self, stype, ctype, cmd_buf)
 
-    def link_closed(self, link: Link, reason: str) -> None:
+    def link_closed(self, link: Link, reason: CloseReason) -> None:
         self.closed = True
         for queue in self.waiters.values():
             for fut in queue:
                 if not fut.done():
                     fut.set_exception(ConnectionError(reason))
         self.waiters.clear()
-        self.w.conn_lost(reason)
+        self.w.conn_lost(str(reason))
 
     def protocol_error(self, link: Link, exc: ProtocolError) -> None:
         self.w.error(f"protocol_{exc.kind}")
@@ -432,7 +433,7 @@ class Worker:
                 if status != 1:
                     raise SetupError(f"Enter refused: {status!r}")
         except BaseException:
-            conn.link.close("setup failed", abort=True)
+            conn.link.close(CloseReason.NORMAL, "setup failed", abort=True)
             raise
         return conn
 

@@ -29,6 +29,7 @@ from netbus.protocol.commands import (
 )
 from netbus.protocol.header import MAX_CMD_BUF, ProtoType, unpack_header
 from netbus.transport.link import Link
+from netbus.transport.reasons import CloseReason
 from netbus.transport.tcp import TcpLink
 
 __all__ = ["Client", "Push"]
@@ -122,8 +123,9 @@ class Client:
     def protocol_error(self, link: Link, exc: ProtocolError) -> None:
         self.close_reason = f"server sent a malformed frame: {exc}"
 
-    def link_closed(self, link: Link, reason: str) -> None:
-        self._closed(self.close_reason or reason)
+    def link_closed(self, link: Link, reason: CloseReason) -> None:
+        detail = f": {link.close_detail}" if link.close_detail else ""
+        self._closed(self.close_reason or f"{reason}{detail}")
 
     async def _read_ws(self) -> None:
         assert self._ws is not None
@@ -192,7 +194,7 @@ class Client:
 
     def _abort(self) -> None:
         if self._link is not None:
-            self._link.close(self.close_reason, abort=True)
+            self._link.close(CloseReason.PROTOCOL_ERROR, self.close_reason, abort=True)
         elif self._ws is not None:
             self._ws.transport.abort()
 
@@ -270,7 +272,7 @@ class Client:
 
     async def close(self) -> None:
         if self._link is not None:
-            self._link.close("client closed")
+            self._link.close(CloseReason.NORMAL, "client closed")
             await self._link.wait_closed()
         if self._ws is not None:
             await self._ws.close()

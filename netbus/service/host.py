@@ -13,7 +13,8 @@ from netbus.errors import ProtocolError
 from netbus.protocol.commands import GatewayCmd, Stype
 from netbus.service.manager import ServiceManager
 from netbus.session import SessionTable
-from netbus.transport.link import SLOW_CONSUMER, Link
+from netbus.transport.link import Link
+from netbus.transport.reasons import CloseReason
 
 __all__ = ["ServiceHost"]
 
@@ -48,20 +49,20 @@ class ServiceHost:
             session.send_raw(cmd_buf)  # liveness probe of the gateway link (or a player)
             return
         if not self.manager.on_player_cmd(session, cmd_buf) and self.direct_players:
-            link.close("malformed packet")
+            link.close(CloseReason.MALFORMED_PACKET)
 
     def protocol_error(self, link: Link, exc: ProtocolError) -> None:
         self.manager.metrics.protocol_errors.labels(exc.kind).inc()
         log.info("closing %s: %s", link.peer, exc)
 
-    def link_closed(self, link: Link, reason: str) -> None:
+    def link_closed(self, link: Link, reason: CloseReason) -> None:
         session = link.owner
         self.sessions.remove(session)
         self.manager.metrics.connections.labels(link.kind).dec()
-        if reason == SLOW_CONSUMER:
+        if reason is CloseReason.SLOW_CONSUMER:
             self.manager.metrics.dropped.labels("slow_consumer").inc()
         if self.direct_players:
             self.manager.player_disconnected(session, session.sid)
         else:
-            log.warning("gateway link from %s closed (%s)", link.peer, reason)
+            log.warning("gateway link from %s closed (%s %s)", link.peer, reason, link.close_detail)
             self.manager.link_lost(session)

@@ -15,6 +15,7 @@ from netbus.service.base import Service
 from netbus.service.host import ServiceHost
 from netbus.service.manager import ServiceManager
 from netbus.transport.listener import Listener, ListenerSpec, start_listener
+from netbus.transport.reasons import CloseReason
 
 __all__ = ["ServiceServer"]
 
@@ -90,7 +91,7 @@ class ServiceServer:
             await self.manager.drain(left)
         for host in (self.client_host, self.gateway_host):
             for session in host.sessions:
-                session.close("server shutting down")
+                session.close(CloseReason.SHUTDOWN)
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()

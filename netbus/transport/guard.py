@@ -11,13 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from netbus.errors import ProtocolError
 from netbus.protocol.commands import CODECS, Direction, GatewayCmd, Stype
 from netbus.protocol.header import HEADER_SIZE, ProtoType
+from netbus.ratelimit import TokenBucket
+from netbus.transport.addr import peer_ip
 from netbus.transport.link import Link, LinkHandler
+from netbus.transport.reasons import CloseReason
 
 __all__ = ["Guard", "ListenerLimits"]
 
@@ -39,21 +43,33 @@ class ListenerLimits:
     max_dropped: int = 2000  #: rate-limited packets before the connection is closed
 
 
-class _Bucket:
-    __slots__ = ("dropped", "noticed", "stamp", "tokens", "unreported")
+class _Bucket(TokenBucket):
+    """A connection's packet bucket, with what its RATE_LIMITED notices need."""
 
-    def __init__(self, tokens: float, stamp: float) -> None:
-        self.tokens = tokens
-        self.stamp = stamp
+    __slots__ = ("dropped", "noticed", "unreported")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        super().__init__(rate, burst, now)
         self.dropped = 0
         self.unreported = 0  #: drops not yet told to the client
         self.noticed = float("-inf")  #: when the last RATE_LIMITED notice went out
 
 
 class Guard:
-    """A `LinkHandler` that enforces `ListenerLimits` in front of ``inner``."""
+    """A `LinkHandler` that enforces `ListenerLimits` in front of ``inner``.
 
-    def __init__(self, inner: LinkHandler, limits: ListenerLimits, *, metrics: Any = None) -> None:
+    Args:
+        clock: monotonic seconds; defaults to the running loop's clock (tests pass a fake).
+    """
+
+    def __init__(
+        self,
+        inner: LinkHandler,
+        limits: ListenerLimits,
+        *,
+        metrics: Any = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self.inner = inner
         self.limits = limits
         self.metrics = metrics
@@ -61,51 +77,49 @@ class Guard:
         self.per_ip: Counter[str] = Counter()
         self._buckets: dict[Link, _Bucket] = {}
         self._sweeper: asyncio.Task[None] | None = None
-        self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
+        self._clock = clock or loop.time
         if limits.idle_timeout > 0:
-            self._sweeper = self._loop.create_task(self._sweep_forever())
+            self._sweeper = loop.create_task(self._sweep_forever())
 
-    def _refuse(self, link: Link, reason: str) -> None:
+    def _refuse(self, link: Link, reason: CloseReason, label: str) -> None:
         if self.metrics is not None:
-            self.metrics.dropped.labels(reason).inc()
-        link.close(reason.replace("_", " "), abort=True)
+            self.metrics.dropped.labels(label).inc()
+        link.close(reason, abort=True)
 
     # ----------------------------------------------------------------- LinkHandler
     def link_opened(self, link: Link) -> None:
         limits = self.limits
-        ip = _ip(link.peer)
+        ip = peer_ip(link.peer)
         if limits.max_connections and len(self.links) >= limits.max_connections:
-            self._refuse(link, "listener_full")
+            self._refuse(link, CloseReason.LISTENER_FULL, "listener_full")
             return
         if limits.max_per_ip and self.per_ip[ip] >= limits.max_per_ip:
-            self._refuse(link, "too_many_per_ip")
+            self._refuse(link, CloseReason.TOO_MANY_PER_IP, "too_many_per_ip")
             return
         self.per_ip[ip] += 1
-        self.links[link] = [link.raw_in, self._loop.time()]
+        now = self._clock()
+        self.links[link] = [link.raw_in, now]
         if limits.rate > 0:
-            self._buckets[link] = _Bucket(limits.burst, self._loop.time())
+            self._buckets[link] = _Bucket(limits.rate, limits.burst, now)
         self.inner.link_opened(link)
 
     def packet_received(self, link: Link, cmd_buf: bytearray) -> None:
         bucket = self._buckets.get(link)
         if bucket is not None:
-            now = self._loop.time()
-            limits = self.limits
-            tokens = min(limits.burst, bucket.tokens + (now - bucket.stamp) * limits.rate)
-            bucket.stamp = now
-            if tokens < 1.0:
-                bucket.tokens = tokens
+            now = self._clock()
+            if not bucket.take(now):
+                limits = self.limits
                 bucket.dropped += 1
                 bucket.unreported += 1
                 if self.metrics is not None:
                     self.metrics.dropped.labels("rate_limited").inc()
                 if bucket.dropped >= limits.max_dropped:
                     log.warning("closing %s: sustained flood over the rate limit", link.peer)
-                    link.close("rate limit exceeded", abort=True)
+                    link.close(CloseReason.RATE_LIMITED, abort=True)
                 elif now - bucket.noticed >= NOTICE_INTERVAL:
                     _notify(link, bucket, cmd_buf, now)
                 return
-            bucket.tokens = tokens - 1.0
             if bucket.unreported and now - bucket.noticed >= NOTICE_INTERVAL:
                 _notify(link, bucket, cmd_buf, now)  # the rest of the last streak
         self.inner.packet_received(link, cmd_buf)
@@ -113,11 +127,11 @@ class Guard:
     def protocol_error(self, link: Link, exc: ProtocolError) -> None:
         self.inner.protocol_error(link, exc)
 
-    def link_closed(self, link: Link, reason: str) -> None:
+    def link_closed(self, link: Link, reason: CloseReason) -> None:
         if self.links.pop(link, None) is None:
             return  # refused at open: the inner handler never saw it
         self._buckets.pop(link, None)
-        ip = _ip(link.peer)
+        ip = peer_ip(link.peer)
         self.per_ip[ip] -= 1
         if self.per_ip[ip] <= 0:
             del self.per_ip[ip]
@@ -127,7 +141,7 @@ class Guard:
     def sweep(self) -> int:
         """Close links idle past the timeout; ping idle WebSocket peers. Returns closures."""
         timeout = self.limits.idle_timeout
-        now = self._loop.time()
+        now = self._clock()
         closed = 0
         for link, seen in list(self.links.items()):
             if link.raw_in != seen[0]:
@@ -137,7 +151,7 @@ class Guard:
             if idle >= timeout:
                 if self.metrics is not None:
                     self.metrics.dropped.labels("idle_timeout").inc()
-                link.close("idle timeout")
+                link.close(CloseReason.IDLE_TIMEOUT)
                 closed += 1
             elif idle >= timeout / 2:
                 link.ping()
@@ -173,7 +187,3 @@ def _notify(link: Link, bucket: _Bucket, cmd_buf: bytearray, now: float) -> None
     )
     bucket.unreported = 0
     bucket.noticed = now
-
-
-def _ip(peer: Any) -> str:
-    return str(peer[0]) if isinstance(peer, tuple) and peer else "?"

@@ -14,15 +14,14 @@ import threading
 from typing import Any, Protocol, cast
 
 from netbus.errors import ProtocolError
+from netbus.transport.reasons import CloseReason
 
-__all__ = ["SLOW_CONSUMER", "Link", "LinkHandler", "LinkStats", "scratch_buffer"]
+__all__ = ["Link", "LinkHandler", "LinkStats", "scratch_buffer"]
 
 log = logging.getLogger("netbus.transport")
 
 _SCRATCH_SIZE = 256 * 1024
 
-#: The close reason of a link cut off for not reading (its owner counts it as a metric).
-SLOW_CONSUMER = "slow consumer: output queue over cap"
 _local = threading.local()
 
 
@@ -45,7 +44,7 @@ class LinkHandler(Protocol):
 
     def packet_received(self, link: Link, cmd_buf: bytearray) -> None: ...
 
-    def link_closed(self, link: Link, reason: str) -> None: ...
+    def link_closed(self, link: Link, reason: CloseReason) -> None: ...
 
     def protocol_error(self, link: Link, exc: ProtocolError) -> None: ...
 
@@ -68,6 +67,7 @@ class Link:
     kind = "?"
     __slots__ = (
         "_closed_waiter",
+        "close_detail",
         "close_reason",
         "closed",
         "handler",
@@ -95,7 +95,8 @@ class Link:
         self.closed = False
         self.lost = False
         self.paused = False
-        self.close_reason = ""
+        self.close_reason: CloseReason | None = None  #: set once, by the first close
+        self.close_detail = ""  #: what exactly (an error kind, an exception) for logs
         self.owner: Any = None  #: the session or upstream using this link
         self.raw_in = 0  #: bytes read from the socket, control frames included (idle checks)
         self.stats = LinkStats()
@@ -123,8 +124,9 @@ class Link:
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.lost = True
-        if not self.close_reason:
-            self.close_reason = "peer closed" if exc is None else f"lost: {exc}"
+        if self.close_reason is None:
+            self.close_reason = CloseReason.PEER_CLOSED if exc is None else CloseReason.LOST
+            self.close_detail = "" if exc is None else str(exc)
         if self._closed_waiter is not None and not self._closed_waiter.done():
             self._closed_waiter.set_result(None)
         if self.opened:
@@ -141,7 +143,7 @@ class Link:
             self.handler.link_opened(self)
         except Exception:
             log.exception("link_opened handler failed; closing %s", self.peer)
-            self.close("handler error")
+            self.close(CloseReason.HANDLER_ERROR)
 
     def _deliver(self, cmd_buf: bytearray) -> None:
         stats = self.stats
@@ -160,7 +162,7 @@ class Link:
         except Exception:
             log.exception("protocol_error handler failed")
         # TCP peers get a reset; WebSocket peers first receive the close frame already queued.
-        self.close(f"protocol error: {exc.kind}", abort=self.kind == "tcp")
+        self.close(CloseReason.PROTOCOL_ERROR, exc.kind, abort=self.kind == "tcp")
 
     # --------------------------------------------------------------------------- API
     def send_raw(self, cmd_buf: bytes | bytearray | memoryview) -> bool:
@@ -176,7 +178,7 @@ class Link:
         stats.packets_out += 1
         stats.bytes_out += len(cmd_buf)
         if self.paused and transport.get_write_buffer_size() > self.max_buffered_out:
-            self.close(SLOW_CONSUMER, abort=True)
+            self.close(CloseReason.SLOW_CONSUMER, abort=True)
             return False
         return True
 
@@ -185,12 +187,20 @@ class Link:
     ) -> None:
         raise NotImplementedError
 
-    def close(self, reason: str = "closed by server", *, abort: bool = False) -> None:
-        """Close once; ``abort`` drops queued output (for hostile or stuck peers)."""
+    def close(
+        self, reason: CloseReason = CloseReason.NORMAL, detail: str = "", *, abort: bool = False
+    ) -> None:
+        """Close once; ``abort`` drops queued output (for hostile or stuck peers).
+
+        Args:
+            reason: why; WebSocket peers get its ``ws_code`` in the close frame.
+            detail: what exactly (an error kind), for logs only.
+        """
         if self.closed:
             return
         self.closed = True
         self.close_reason = reason
+        self.close_detail = detail
         if self.transport is not None:
             if abort:
                 self.transport.abort()

@@ -7,6 +7,7 @@ import asyncio
 from netbus.errors import ProtocolError
 from netbus.protocol.framing import LENGTH, FrameDecoder
 from netbus.transport.link import Link, LinkHandler, scratch_buffer
+from netbus.transport.reasons import CloseReason
 
 __all__ = ["TcpLink"]
 
@@ -77,7 +78,9 @@ class TcpLink(Link, asyncio.BufferedProtocol):
         if transport is not None and not transport.is_closing():
             transport.write(b"".join(batch))
 
-    def close(self, reason: str = "closed by server", *, abort: bool = False) -> None:
+    def close(
+        self, reason: CloseReason = CloseReason.NORMAL, detail: str = "", *, abort: bool = False
+    ) -> None:
         if not abort and not self.closed:
             self._flush()
-        super().close(reason, abort=abort)
+        super().close(reason, detail, abort=abort)

@@ -17,6 +17,7 @@ from enum import Enum
 from netbus.errors import ProtocolError
 from netbus.protocol.commands import CODECS, Direction, GatewayCmd, Stype
 from netbus.transport.link import Link, LinkHandler
+from netbus.transport.reasons import CloseReason
 from netbus.transport.tcp import TcpLink
 
 __all__ = ["Backoff", "LinkState", "Upstream"]
@@ -59,7 +60,7 @@ def _end_half_open(link: Link) -> None:
     (``link.lost``); calling it again is harmless.
     """
     if link.transport is not None and not link.lost:
-        link.close("connect cancelled", abort=True)
+        link.close(CloseReason.CONNECT_CANCELLED, abort=True)
         link.connection_lost(None)
 
 
@@ -143,7 +144,7 @@ class Upstream:
                 log.info("%s: link up", self.name)
             self.backoff.reset()
             await self._watch(link)
-            log.warning("%s: link lost (%s)", self.name, link.close_reason)
+            log.warning("%s: link lost (%s %s)", self.name, link.close_reason, link.close_detail)
             await asyncio.sleep(self.backoff.next_delay())
 
     async def _watch(self, link: TcpLink) -> None:
@@ -164,7 +165,7 @@ class Upstream:
             else:
                 silent += 1
                 if silent >= 3:
-                    link.close("heartbeat timeout: service silent", abort=True)
+                    link.close(CloseReason.HEARTBEAT_TIMEOUT, abort=True)
                     await link.wait_closed()
                     return
             link.send_raw(_HEARTBEAT)
@@ -182,7 +183,7 @@ class Upstream:
     def protocol_error(self, link: Link, exc: ProtocolError) -> None:
         self.handler.protocol_error(link, exc)
 
-    def link_closed(self, link: Link, reason: str) -> None:
+    def link_closed(self, link: Link, reason: CloseReason) -> None:
         if self.link is link:
             self.link = None
         if self.state is not LinkState.STOPPED:
@@ -200,6 +201,6 @@ class Upstream:
             self._task = None
         link = self.link
         if link is not None:
-            link.close("upstream stopped")
+            link.close(CloseReason.UPSTREAM_STOPPED)
             await link.wait_closed()
         self.state = LinkState.STOPPED

@@ -19,6 +19,7 @@ from websockets.server import ServerProtocol
 from netbus.errors import ProtocolError
 from netbus.protocol.header import HEADER_SIZE
 from netbus.transport.link import Link, LinkHandler, scratch_buffer
+from netbus.transport.reasons import CloseReason
 
 __all__ = ["HANDSHAKE_TIMEOUT", "WsLink"]
 
@@ -57,7 +58,7 @@ class WsLink(Link, asyncio.BufferedProtocol):
     def _handshake_deadline(self) -> None:
         self._deadline = None
         if self._ws.state is State.CONNECTING and not self.closed:
-            self.close("websocket handshake timeout", abort=True)
+            self.close(CloseReason.HANDSHAKE_TIMEOUT, abort=True)
 
     def _cancel_deadline(self) -> None:
         # The pending timer holds the link (its parser, its buffers): release it as soon as
@@ -102,7 +103,7 @@ class WsLink(Link, asyncio.BufferedProtocol):
             kind = "ws_too_big" if isinstance(ws.parser_exc, PayloadTooBig) else "ws_protocol"
             self._violation(ProtocolError(kind, str(ws.parser_exc)))
         elif ws.handshake_exc is not None and not self.closed:
-            self.close("websocket handshake failed", abort=True)
+            self.close(CloseReason.HANDSHAKE_FAILED, abort=True)
 
     def _frame(self, frame: Frame) -> None:
         opcode = frame.opcode
@@ -154,10 +155,12 @@ class WsLink(Link, asyncio.BufferedProtocol):
             self._ws.send_ping(b"nb")
             self._flush()
 
-    def close(self, reason: str = "closed by server", *, abort: bool = False) -> None:
+    def close(
+        self, reason: CloseReason = CloseReason.NORMAL, detail: str = "", *, abort: bool = False
+    ) -> None:
         if self.closed:
             return
         if not abort and self._ws.state is State.OPEN:
-            self._ws.send_close(1000 if reason.startswith("closed") else 1008, reason[:100])
+            self._ws.send_close(reason.ws_code, reason.text)
             self._flush()
-        super().close(reason, abort=abort)
+        super().close(reason, detail, abort=abort)

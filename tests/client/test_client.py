@@ -19,6 +19,7 @@ from websockets.asyncio.server import serve as ws_serve
 from netbus.client import Client
 from netbus.errors import LoginRequired, RequestTimeout, ServiceUnavailable
 from netbus.protocol.commands import CODECS, AuthCmd, GatewayCmd, Stype, TalkroomCmd
+from netbus.transport.reasons import CloseReason
 from tests.helpers import BUF, JSON, cmd_buf, frame, json_body, talkroom_server
 
 T = Stype.TalkRoom
@@ -89,7 +90,7 @@ async def test_timeout_and_server_close_fail_pending_requests(index: int) -> Non
         pending = asyncio.ensure_future(client.request(99, 1, None, timeout=10))
         assert await client.enter("doomed", 0) == 1  # the server has seen both
         for session in h.server.client_host.sessions:
-            session.close("closed by test")
+            session.close(CloseReason.NORMAL)
         with pytest.raises(ConnectionError, match="connection closed"):
             await pending
         await client.wait_closed()

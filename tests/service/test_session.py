@@ -15,6 +15,7 @@ import pytest
 from netbus.protocol.commands import CODECS, Direction, TalkroomCmd
 from netbus.protocol.header import ProtoType, read_utag, unpack_header
 from netbus.session import Session, SessionTable
+from netbus.transport.reasons import CloseReason
 from netbus.transport.tcp import TcpLink
 
 
@@ -74,8 +75,8 @@ def test_sending_on_an_unconnected_or_closed_link_returns_false() -> None:
     session = SessionTable().add(unconnected(), is_client=True)
     assert session.send_cmd(1, 1, 1) is False
     assert session.send_raw(b"\x00" * 10) is False
-    session.close("bye")
-    assert session.closed and session.link.close_reason == "bye"
+    session.close(CloseReason.SHUTDOWN)
+    assert session.closed and session.link.close_reason is CloseReason.SHUTDOWN
 
 
 class Sink:

@@ -14,6 +14,7 @@ from netbus.errors import ProtocolError
 from netbus.protocol.commands import CODECS, USER_DISCONNECT, Direction, Stype, TalkroomCmd
 from netbus.protocol.header import unpack_header
 from netbus.transport.link import Link
+from netbus.transport.reasons import CloseReason
 from netbus.transport.tcp import TcpLink
 from tests.helpers import BUF, JSON, talkroom_server
 
@@ -56,7 +57,7 @@ class FakeGateway:
     def protocol_error(self, link: Link, exc: ProtocolError) -> None:
         raise AssertionError(f"service sent a malformed frame: {exc}")
 
-    def link_closed(self, link: Link, reason: str) -> None:
+    def link_closed(self, link: Link, reason: CloseReason) -> None:
         self.closed.set()
 
     def send(self, ctype: int, body: Any, utag: int, proto: int = JSON, stype: int = T) -> None:
@@ -90,7 +91,7 @@ class FakeGateway:
 
     async def close(self) -> None:
         if self.link is not None:
-            self.link.close("test done")
+            self.link.close(CloseReason.NORMAL)
             await self.link.wait_closed()
 
 

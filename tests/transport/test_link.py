@@ -10,6 +10,7 @@ import pytest
 
 from netbus.errors import ProtocolError
 from netbus.transport.link import Link
+from netbus.transport.reasons import CloseReason
 from netbus.transport.tcp import TcpLink
 from tests.helpers import cmd_buf, frame, json_body
 
@@ -39,7 +40,7 @@ class Handler:
         self.errors.append(exc)
         raise RuntimeError("error hook bug")
 
-    def link_closed(self, link: Link, reason: str) -> None:
+    def link_closed(self, link: Link, reason: CloseReason) -> None:
         self.closed.append(reason)
 
 
@@ -77,9 +78,9 @@ def test_unconnected_link() -> None:
     link = TcpLink(Handler())  # type: ignore[arg-type]
     assert link.send_raw(PACKET) is False
     assert link.buffered_out == 0
-    link.close("first")
-    link.close("second")
-    assert link.closed and link.close_reason == "first"
+    link.close(CloseReason.SHUTDOWN)
+    link.close(CloseReason.IDLE_TIMEOUT)
+    assert link.closed and link.close_reason is CloseReason.SHUTDOWN
 
 
 async def test_never_connected_link_wait_closed_returns() -> None:
@@ -105,7 +106,7 @@ async def test_packet_handler_bug_keeps_the_link(sockets: list[socket.socket]) -
     assert (link.stats.packets_out, link.stats.bytes_out) == (1, len(PACKET))
     link.close()
     await link.wait_closed()
-    assert handler.closed == ["closed by server"]
+    assert handler.closed == [CloseReason.NORMAL]
     assert link.send_raw(PACKET) is False
 
 
@@ -115,8 +116,8 @@ async def test_open_hook_bug_closes_that_link(sockets: list[socket.socket]) -> N
     sockets.append(peer)
     await eof(peer)
     await link.wait_closed()
-    assert link.close_reason == "handler error"
-    assert handler.closed == ["handler error"]
+    assert link.close_reason is CloseReason.HANDLER_ERROR
+    assert handler.closed == [CloseReason.HANDLER_ERROR]
 
 
 async def test_protocol_error_hook_bug_still_closes(sockets: list[socket.socket]) -> None:
@@ -128,7 +129,8 @@ async def test_protocol_error_hook_bug_still_closes(sockets: list[socket.socket]
     await link.wait_closed()
     assert [e.kind for e in handler.errors] == ["frame_length"]
     assert link.stats.protocol_errors == 1
-    assert handler.closed == ["protocol error: frame_length"]
+    assert handler.closed == [CloseReason.PROTOCOL_ERROR]
+    assert link.close_detail == "frame_length"
 
 
 async def test_peer_close_reports_once(sockets: list[socket.socket]) -> None:
@@ -137,6 +139,6 @@ async def test_peer_close_reports_once(sockets: list[socket.socket]) -> None:
     peer.close()
     await link.wait_closed()
     await link.wait_closed()
-    link.close("after")
-    assert handler.closed == ["peer closed"]
+    link.close(CloseReason.NORMAL)
+    assert handler.closed == [CloseReason.PEER_CLOSED]
     assert link.lost and link.closed

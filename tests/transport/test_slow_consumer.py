@@ -17,8 +17,8 @@ import pytest
 from websockets.frames import Frame, Opcode
 
 from netbus.protocol.commands import CODECS, Stype, TalkroomCmd
-from netbus.transport.link import SLOW_CONSUMER
 from netbus.transport.listener import ListenerSpec
+from netbus.transport.reasons import CloseReason
 from tests.helpers import BUF, JSON, frame, metric, sync, talkroom_server
 
 T = Stype.TalkRoom
@@ -84,7 +84,7 @@ async def test_non_reading_member_is_disconnected_others_unaffected(kind: str) -
                     # The cap is a ceiling: the queue never grew far past it.
                     assert link.buffered_out <= CAP + 2 * len(MSG)
                 await link.wait_closed()
-            assert link.close_reason == SLOW_CONSUMER
+            assert link.close_reason is CloseReason.SLOW_CONSUMER
             assert metric(h.server, "netbus_dropped_total", reason="slow_consumer") == 1
 
             # Everyone else got every message exactly once, and the UserExit.

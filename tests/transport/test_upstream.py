@@ -11,6 +11,7 @@ from netbus.errors import ProtocolError
 from netbus.protocol.commands import CODECS, Direction, Stype, TalkroomCmd
 from netbus.protocol.header import unpack_header
 from netbus.transport.link import Link
+from netbus.transport.reasons import CloseReason
 from netbus.transport.upstream import Backoff, LinkState, Upstream
 from tests.helpers import free_port, talkroom_server
 
@@ -47,7 +48,7 @@ class Recorder:
     def protocol_error(self, link: Link, exc: ProtocolError) -> None:
         self.events.put_nowait(("error", exc))
 
-    def link_closed(self, link: Link, reason: str) -> None:
+    def link_closed(self, link: Link, reason: CloseReason) -> None:
         self.events.put_nowait(("closed", reason))
 
     async def next(self, kind: str) -> Any:
@@ -78,7 +79,7 @@ async def test_upstream_connects_carries_packets_and_reconnects() -> None:
             # The service side drops the link: the upstream comes back by itself, and the
             # service saw the gateway's users leave (on_link_lost).
             for session in h.server.gateway_host.sessions:
-                session.close("closed by test")
+                session.close(CloseReason.NORMAL)
             await rec.next("closed")
             assert not up.is_up
             assert up.send_raw(enter(4)) is False
@@ -132,7 +133,7 @@ async def test_upstream_heartbeat_drops_a_silent_peer() -> None:
     try:
         await rec.next("opened")
         reason = await rec.next("closed")
-        assert "heartbeat timeout" in reason
+        assert reason is CloseReason.HEARTBEAT_TIMEOUT
         await rec.next("opened")  # and it dials again
     finally:
         await up.close()

@@ -44,8 +44,9 @@ from netbus.roles.gateway.logins import LoginClaims, login_uid
 from netbus.roles.gateway.routing import PRELOGIN_BIT, PreloginKeys, ServiceRoute, is_prelogin
 from netbus.roles.gateway.service_links import ServiceLinks
 from netbus.session import Session, SessionTable
-from netbus.transport.link import SLOW_CONSUMER, Link
+from netbus.transport.link import Link
 from netbus.transport.listener import Listener, ListenerSpec, start_listener
+from netbus.transport.reasons import CloseReason
 from netbus.transport.upstream import Upstream
 
 __all__ = ["GATEWAY_ONLY_CTYPES", "Gateway"]
@@ -157,7 +158,7 @@ class Gateway:
                 {"reason": "gateway shutting down"},
                 proto_type=proto,
             )
-            session.close("gateway shutting down")  # queued output (the notice) is flushed
+            session.close(CloseReason.SHUTDOWN)  # queued output (the notice) is flushed
             links.append(session.link)
         if links:
             try:
@@ -165,7 +166,7 @@ class Gateway:
                     await asyncio.gather(*(link.wait_closed() for link in links))
             except TimeoutError:
                 for link in links:
-                    link.close("shutdown deadline", abort=True)
+                    link.close(CloseReason.SHUTDOWN_DEADLINE, abort=True)
         await self.logins.drain()  # claims in flight end, releases get a moment to land
         for route in self.routes.values():
             for upstream in route.upstreams:
@@ -233,10 +234,10 @@ class Gateway:
         self.metrics.protocol_errors.labels(exc.kind).inc()
         log.info("closing client %s: %s", link.peer, exc, extra=conn_context(link.owner))
 
-    def link_closed(self, link: Link, reason: str) -> None:
+    def link_closed(self, link: Link, reason: CloseReason) -> None:
         session: Session = link.owner
         self.metrics.connections.labels(link.kind).dec()
-        if reason == SLOW_CONSUMER:
+        if reason is CloseReason.SLOW_CONSUMER:
             self.metrics.dropped.labels("slow_consumer").inc()
         key = session.data["key"]
         self._by_key.pop(key, None)
@@ -253,7 +254,7 @@ class Gateway:
         if proto_type != ProtoType.JSON and proto_type != ProtoType.BUF:
             metrics.protocol_errors.labels("bad_proto_type").inc()
             link.stats.protocol_errors += 1
-            link.close("protocol error: bad_proto_type", abort=link.kind == "tcp")
+            link.close(CloseReason.PROTOCOL_ERROR, "bad_proto_type", abort=link.kind == "tcp")
             return
         metrics.packet("in", stype, ctype, len(cmd_buf))
         if stype == Stype.Gateway:
@@ -340,7 +341,7 @@ class Gateway:
         session.send_cmd(Stype.Auth, AuthCmd.RELOGIN, None, proto_type=proto)
         self._user_left(uid)
         self.sessions.unbind_uid(session)
-        session.close("relogin: account logged in elsewhere")
+        session.close(CloseReason.RELOGIN)
         log.info(
             "uid %d: older connection %s kicked by a new login",
             uid,

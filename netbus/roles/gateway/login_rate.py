@@ -10,11 +10,17 @@ gateway answers a refused attempt RATE_LIMITED and does not forward it (docs/con
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from netbus.config import LimitsConfig
+from netbus.ratelimit import TokenBucket
+from netbus.transport.addr import is_loopback, peer_ip
 from netbus.transport.link import Link
 
 __all__ = ["LoginRateLimit"]
+
+#: buckets kept before full ones are forgotten (bounds memory under address rotation)
+_MAX_BUCKETS = 100_000
 
 
 class LoginRateLimit:
@@ -22,33 +28,30 @@ class LoginRateLimit:
 
     Args:
         limits: the gateway's limits (``login_rate``, ``login_burst``, ``login_exempt_loopback``).
+        clock: monotonic seconds (tests pass a fake).
     """
 
-    def __init__(self, limits: LimitsConfig) -> None:
+    def __init__(
+        self, limits: LimitsConfig, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.limits = limits
-        self._buckets: dict[str, list[float]] = {}  #: client IP -> [tokens, stamp]
+        self._clock = clock
+        self._buckets: dict[str, TokenBucket] = {}  #: client IP -> its bucket
 
     def allow(self, link: Link) -> bool:
         """Take a token from ``link``'s IP: False means refuse this login attempt."""
         limits = self.limits
         if limits.login_rate <= 0:
             return True
-        ip = link.peer[0] if isinstance(link.peer, tuple) else "?"
-        if limits.login_exempt_loopback and (ip.startswith("127.") or ip == "::1"):
+        ip = peer_ip(link.peer)
+        if limits.login_exempt_loopback and is_loopback(ip):
             return True
-        now = time.monotonic()
+        now = self._clock()
         buckets = self._buckets
         bucket = buckets.get(ip)
         if bucket is None:
-            if len(buckets) >= 100_000:  # forget addresses whose bucket has refilled
-                full = limits.login_burst / limits.login_rate
-                for key in [k for k, b in buckets.items() if now - b[1] > full]:
+            if len(buckets) >= _MAX_BUCKETS:
+                for key in [k for k, b in buckets.items() if b.full_at() <= now]:
                     del buckets[key]
-            bucket = buckets[ip] = [limits.login_burst, now]
-        tokens = min(limits.login_burst, bucket[0] + (now - bucket[1]) * limits.login_rate)
-        bucket[1] = now
-        if tokens < 1.0:
-            bucket[0] = tokens
-            return False
-        bucket[0] = tokens - 1.0
-        return True
+            bucket = buckets[ip] = TokenBucket(limits.login_rate, limits.login_burst, now)
+        return bucket.take(now)

@@ -30,6 +30,7 @@ from netbus.registry.base import Registry
 from netbus.registry.local import LocalRegistry
 from netbus.roles.gateway.routing import MAX_UID
 from netbus.session import Session
+from netbus.transport.reasons import CloseReason
 
 if TYPE_CHECKING:
     from netbus.roles.gateway.gateway import Gateway
@@ -209,7 +210,7 @@ class LoginClaims:
                     self._send_reply(session, reply)
                     proto = session.protos.get(gateway.auth_stype, ProtoType.JSON)
                     session.send_cmd(Stype.Auth, AuthCmd.RELOGIN, None, proto_type=proto)
-                    session.close("relogin: account logged in elsewhere")
+                    session.close(CloseReason.RELOGIN)
                 return
             gateway.bind_login(session, uid)
             self._send_reply(session, reply)

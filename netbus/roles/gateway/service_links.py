@@ -18,6 +18,7 @@ from netbus.errors import ProtocolError
 from netbus.protocol.commands import CODECS, USER_DISCONNECT, Direction, GatewayCmd
 from netbus.protocol.header import ProtoType
 from netbus.transport.link import Link
+from netbus.transport.reasons import CloseReason
 from netbus.transport.upstream import Upstream
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ class ServiceLinks:
         self.gateway.metrics.protocol_errors.labels("service_" + exc.kind).inc()
         log.error("service link %s broke framing: %s", link.peer, exc)
 
-    def link_closed(self, link: Link, reason: str) -> None:
+    def link_closed(self, link: Link, reason: CloseReason) -> None:
         self.changed(link.owner, False)
 
     def changed(self, upstream: Upstream, up: bool) -> None:
