@@ -1,10 +1,8 @@
-"""``netbus bench``: a multi-process load generator, its scenarios and reports.
+"""netbus-bench: the load tool of netbus, as its own distribution (``netbus bench``).
 
 Scenarios (docs/benchmarks.md): ``relay`` (gateway + echo service vs a bare uvloop relay),
-``talkroom``, ``fanout``, ``ccu`` and ``login``. Heavy imports (numpy, matplotlib, rich) are
-deferred to the command, so importing this package stays cheap.
+``talkroom``, ``fanout``, ``ccu`` and ``login``. netbus itself never imports this package:
+``netbus bench`` loads it through the ``netbus.commands`` entry point, and only when run.
 """
 
-from netbus.bench.cli import bench
-
-__all__ = ["bench"]
+__all__: list[str] = []
