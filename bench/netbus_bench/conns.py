@@ -127,7 +127,7 @@ class RawConn:
         if stype != Stype.TalkRoom:
             return
         if ctype == TalkroomCmd.UserMsg:
-            if w.keeps_conns:  # a fanout receiver
+            if w.listener:
                 self._delivery(cmd_buf)
             else:
                 w.extra += 1

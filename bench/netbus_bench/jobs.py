@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import secrets
 import time
-from collections.abc import Callable
-from typing import Any, assert_never
+from typing import assert_never
 
 from netbus.client import Client
 from netbus.errors import RequestTimeout, ServiceUnavailable
@@ -42,18 +42,6 @@ async def run_job(w: Worker) -> None:
             assert_never(job)
 
 
-def _round_robin(items: list[Any]) -> Callable[[], Any]:
-    """A function returning the items in turn, forever."""
-    state = {"i": 0}
-
-    def next_item() -> Any:
-        item = items[state["i"] % len(items)]
-        state["i"] += 1
-        return item
-
-    return next_item
-
-
 # ------------------------------------------------------------------------ request
 async def request(w: Worker, job: RequestJob) -> None:
     t_setup = time.monotonic()
@@ -80,7 +68,7 @@ async def _run_raw(w: Worker, job: RequestJob, conns: list[RawConn]) -> None:
                     conn.send()
         await poll_until(lambda: not w.may_send(time.monotonic_ns()), 0.02)
     else:
-        next_conn = _round_robin(conns)
+        next_conn = itertools.cycle(conns).__next__
 
         def send_one() -> None:
             conn = next_conn()
@@ -119,7 +107,7 @@ async def _run_sdk(w: Worker, job: RequestJob, clients: list[Client]) -> None:
             await asyncio.gather(*(loop_one(c) for c in clients for _ in range(job.inflight)))
         else:
             tasks: set[asyncio.Task[None]] = set()
-            next_client = _round_robin(clients)
+            next_client = itertools.cycle(clients).__next__
 
             def send_one() -> None:
                 if len(tasks) > 10_000:

@@ -76,8 +76,9 @@ class Worker:
         self.error_kinds: Counter[str] = Counter()
         self.running = False
         self.closed_loop = spec.budget.rate <= 0
-        #: a lost connection is an error even outside the run (listeners must stay)
-        self.keeps_conns = isinstance(spec.job, FanoutRecvJob)
+        #: a fanout receiver: its UserMsg pushes are the deliveries it times, and a lost
+        #: connection is an error even outside the run (a listener must stay in the room)
+        self.listener = isinstance(spec.job, FanoutRecvJob)
         self.deadline_ns = 0
         self.t_go = self.t_last = self.t_first = self.t_ramped = 0
         self.setup_s = 0.0
@@ -113,7 +114,7 @@ class Worker:
 
     def conn_lost(self) -> None:
         self.conns -= 1
-        if self.running or self.keeps_conns:
+        if self.running or self.listener:
             self.error("connection_lost")
 
     def may_send(self, now: int) -> bool:
