@@ -14,6 +14,7 @@ __all__ = [
     "JobKind",
     "LogLevel",
     "Loop",
+    "PhaseStage",
     "Profiler",
     "Role",
     "ScenarioName",
@@ -92,6 +93,15 @@ class Profiler(StrEnum):
     NONE = "none"
     PY_SPY = "py-spy"
     CPROFILE = "cprofile"
+
+
+class PhaseStage(StrEnum):
+    """Where a phase is, as the live view shows it."""
+
+    SETUP = "setup"  #: workers connecting and logging in
+    RUNNING = "running"
+    RAMP = "ramp"  #: ccu: connections ramping after the go
+    HOLD = "hold"  #: ccu: holding them with heartbeats
 
 
 class WorkerState(IntEnum):

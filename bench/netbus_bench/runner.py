@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from netbus_bench.kinds import WorkerState
+from netbus_bench.kinds import PhaseStage, WorkerState
 from netbus_bench.procs import BenchError, cpu_seconds, rss_kib
 from netbus_bench.spec import WorkerFailure, WorkerResult, WorkerSpec
 from netbus_bench.stats import Measured, Phase, merge_phase
@@ -109,7 +109,6 @@ def run_phase(
     for role in servers:
         timeline["rss_kib"][role] = []
     rss_peak = {role: 0 for role in servers}
-    status = "setup"
     measured: Measured | None = None
     try:
         with Live(console=console, refresh_per_second=4, transient=False) as live:
@@ -132,7 +131,7 @@ def run_phase(
                     _view(
                         name,
                         {
-                            "stage": "setup",
+                            "stage": PhaseStage.SETUP.value,
                             "ready": f"{st.count(WorkerState.READY)}/{n}",
                             "conns": total(Slot.CONNS),
                             "errors": total(Slot.ERRORS),
@@ -170,7 +169,7 @@ def run_phase(
                     timeline["rss_kib"][role].append(rss)
                     rss_peak[role] = max(rss_peak[role], rss)
                 if ramp and ramped is None:
-                    status = "ramp"
+                    stage = PhaseStage.RAMP
                     if all(
                         s in (WorkerState.RAMPED, WorkerState.DONE, WorkerState.FAILED) for s in st
                     ):
@@ -178,14 +177,14 @@ def run_phase(
                         t_hold = time.monotonic_ns()
                         hold.set()
                 elif ramp:
-                    status = "hold"
+                    stage = PhaseStage.HOLD
                 else:
-                    status = "running"
+                    stage = PhaseStage.RUNNING
                 live.update(
                     _view(
                         name,
                         {
-                            "stage": status,
+                            "stage": stage.value,
                             "elapsed s": f"{t_rel:.1f}",
                             unit: f"{count:,}",
                             "rate /s": f"{rate:,.0f}",
