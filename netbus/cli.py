@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 import click
 import orjson
 
-from netbus.bench import bench
+from netbus.cli_plugins import plugin_commands
 from netbus.config import ListenerConfig, Settings, load_settings
 from netbus.errors import ConfigError
 from netbus.log import setup_logging
@@ -403,4 +403,5 @@ def db_upgrade(config: str | None) -> None:
     click.echo(f"schema is up to date: {redact_url(settings.center.database_url)}")
 
 
-main.add_command(bench)
+for _plugin in plugin_commands():  # netbus bench (netbus-bench), loaded only when run
+    main.add_command(_plugin)

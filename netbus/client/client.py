@@ -74,11 +74,14 @@ class Client:
         proto_type: int = ProtoType.JSON,
         ssl: ssl_module.SSLContext | None = None,
         timeout: float = 5.0,
+        local_addr: tuple[str, int] | None = None,
     ) -> Client:
         """Connect to ``tcp://``, ``tls://``, ``ws://`` or ``wss://`` host:port[/path].
 
         For ``tls://`` and ``wss://`` pass ``ssl`` (a client context) unless the server's
-        certificate is trusted by the system store.
+        certificate is trusted by the system store. ``local_addr`` binds the socket's source
+        (host, port) as `loop.create_connection` does, e.g. ``("127.0.0.2", 0)`` to spread
+        many connections over several loopback addresses.
         """
         client = cls(proto_type=proto_type)
         parts = urlsplit(url)
@@ -97,6 +100,7 @@ class Client:
                     cast(int, parts.port),
                     ssl=ssl if scheme == "tls" else None,
                     server_hostname=parts.hostname if scheme == "tls" else None,
+                    local_addr=local_addr,
                 )
                 client._link = link
             elif scheme in ("ws", "wss"):
@@ -107,6 +111,7 @@ class Client:
                     max_size=MAX_CMD_BUF,
                     ping_interval=None,
                     open_timeout=timeout,
+                    local_addr=local_addr,  # passed on to loop.create_connection
                 )
                 client._ws_reader = asyncio.create_task(client._read_ws())
             else:

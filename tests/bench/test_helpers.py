@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from netbus_bench.procs import check_loopback, toml_document
+from netbus_bench.profiling import top_pyspy
+from netbus_bench.spec import split
+from netbus_bench.stats import latency_summary
 
-from netbus.bench.procs import check_loopback, toml_document
-from netbus.bench.profiling import top_pyspy
-from netbus.bench.runner import latency_summary, split
 from netbus.protocol.commands import Stype
 
 

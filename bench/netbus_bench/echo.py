@@ -5,7 +5,7 @@ framework's real service path: header parse, BUF body decode, handler, BUF encod
 utag. Its stype (100) has a BUF layout of its own, registered in the process-wide `CODECS`
 (the registry sessions encode replies with) by `register_codecs`::
 
-    python -m netbus.bench.echo --port 0      # prints NETBUS-READY echo {"port": N}
+    python -m netbus_bench.echo --port 0      # prints NETBUS-READY echo {"port": N}
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class EchoService(Service):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m netbus.bench.echo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m netbus_bench.echo", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--loop", choices=["auto", "uvloop", "asyncio"], default="auto")

@@ -5,8 +5,10 @@ frames (the length counts itself) carrying the 10-byte netbus header. The relay 
 connection id into the utag on the way up and routes the reply back by it, as the gateway
 does; the echo writes every frame back. No checks, metrics or logging: a floor, not a rival.
 
-    python bench/baseline_relay.py echo --port 0
-    python bench/baseline_relay.py relay --port 0 --upstream 127.0.0.1:PORT
+    python -m netbus_bench.baseline_relay echo --port 0
+    python -m netbus_bench.baseline_relay relay --port 0 --upstream 127.0.0.1:PORT
+
+It imports nothing from netbus on purpose: the floor must not share the code it measures.
 """
 
 import argparse
@@ -16,6 +18,8 @@ import json
 import struct
 
 import uvloop
+
+__all__ = ["cli", "main"]
 
 UTAG = struct.Struct("<I")  # at byte 6 of a frame: 2 length bytes + stype + ctype
 CLIENTS: dict[int, "ClientSide"] = {}
@@ -84,10 +88,16 @@ async def main(args: argparse.Namespace) -> None:
     await asyncio.Event().wait()  # until SIGTERM
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
+def cli() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m netbus_bench.baseline_relay", description=__doc__
+    )
     parser.add_argument("role", choices=["relay", "echo"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--upstream", default="", help="echo host:port (relay only)")
     uvloop.run(main(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    cli()

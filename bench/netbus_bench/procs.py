@@ -1,9 +1,10 @@
 """Server processes for the benchmarks: start roles as subprocesses, read /proc, stop them.
 
 Every role is started as ``python -m netbus <role> --config <temp toml>`` (or the echo service
-/ the bare baseline) with port 0 everywhere, and announces its real ports on stdout with
-``NETBUS-READY <role> <json>``; nothing here guesses free ports. Only loopback addresses are
-ever used, and `check_loopback` refuses any other target given on the command line.
+/ the bare baseline, modules of this package) with port 0 everywhere, and announces its real
+ports on stdout with ``NETBUS-READY <role> <json>``; nothing here guesses free ports. Only
+loopback addresses are ever used, and `check_loopback` refuses any other target given on the
+command line.
 """
 
 from __future__ import annotations
@@ -17,22 +18,21 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-
 from netbus.supervisor import READY_PREFIX
 
 __all__ = [
     "BenchError",
     "ServerProc",
     "check_loopback",
+    "child_env",
     "cpu_seconds",
-    "repo_root",
+    "python_argv",
     "rss_kib",
     "toml_document",
 ]
@@ -131,16 +131,24 @@ def toml_document(doc: dict[str, Any], prefix: str = "") -> str:
     return "\n".join(line for line in lines if line)
 
 
-def repo_root() -> Path:
-    """The checkout holding the ``netbus`` package (``bench/`` lives next to it)."""
-    return Path(__file__).resolve().parents[2]
+def import_roots() -> list[str]:
+    """The directories ``netbus`` and ``netbus_bench`` were imported from.
+
+    Child processes get them first on ``PYTHONPATH``, so the servers and workers run the same
+    code as this process (a checkout's, when the tests put it on ``sys.path``).
+    """
+    import netbus
+
+    import netbus_bench
+
+    roots = [str(Path(m.__file__ or "").resolve().parents[1]) for m in (netbus, netbus_bench)]
+    return list(dict.fromkeys(roots))
 
 
 def child_env() -> dict[str, str]:
-    """The environment for role processes: no stray ``NETBUS_*`` overrides, netbus importable."""
+    """The environment for role processes: no stray ``NETBUS_*`` overrides, same code."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NETBUS_")}
-    root = str(repo_root())
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (*import_roots(), env.get("PYTHONPATH")) if p)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
@@ -241,13 +249,3 @@ def python_argv(*args: str, profile_to: Path | None = None) -> list[str]:
     if profile_to is not None:
         base += ["-m", "cProfile", "-o", str(profile_to)]
     return [*base, *args]
-
-
-@contextlib.contextmanager
-def stopping(servers: Sequence[ServerProc]) -> Iterator[None]:
-    """Stop every server in reverse order on the way out, whatever happened."""
-    try:
-        yield
-    finally:
-        for server in reversed(servers):
-            server.stop()
