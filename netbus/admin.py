@@ -26,7 +26,7 @@ from netbus.config import Settings
 from netbus.metrics import Metrics
 
 if TYPE_CHECKING:
-    from netbus.roles.gateway.gateway import Gateway
+    from netbus.gateway.gateway import Gateway
     from netbus.service.server import ServiceServer
 
 __all__ = [

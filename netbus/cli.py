@@ -163,7 +163,7 @@ def center(config: str | None, loop: LoopName) -> None:
 @_loop_option
 def gateway(config: str | None, loop: LoopName) -> None:
     """Run a gateway (client listeners from gateway.listeners, default TCP 6080, WS 6081)."""
-    from netbus.roles.gateway.gateway import build_gateway
+    from netbus.gateway.gateway import build_gateway
 
     settings = _settings(config)
 

@@ -22,7 +22,7 @@ from netbus.transport.reasons import CloseReason
 from netbus.transport.upstream import Upstream
 
 if TYPE_CHECKING:
-    from netbus.roles.gateway.gateway import Gateway
+    from netbus.gateway.gateway import Gateway
 
 __all__ = ["ServiceLinks"]
 

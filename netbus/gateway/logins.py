@@ -22,18 +22,18 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from netbus.errors import ProtocolError, RegistryUnavailable
+from netbus.gateway.routing import MAX_UID
 from netbus.metrics import Metrics
 from netbus.protocol.codec import decode_json_body
 from netbus.protocol.commands import AuthCmd, AuthStatus, Stype
 from netbus.protocol.header import ProtoType
 from netbus.registry.base import Registry
 from netbus.registry.local import LocalRegistry
-from netbus.roles.gateway.routing import MAX_UID
 from netbus.session import Session
 from netbus.transport.reasons import CloseReason
 
 if TYPE_CHECKING:
-    from netbus.roles.gateway.gateway import Gateway
+    from netbus.gateway.gateway import Gateway
 
 __all__ = ["LoginClaims", "login_uid"]
 

@@ -26,6 +26,10 @@ from typing import Any
 
 from netbus.config import GatewayConfig, Settings, parse_address
 from netbus.errors import ProtocolError
+from netbus.gateway.login_rate import LoginRateLimit
+from netbus.gateway.logins import LoginClaims, login_uid
+from netbus.gateway.routing import PRELOGIN_BIT, PreloginKeys, ServiceRoute, is_prelogin
+from netbus.gateway.service_links import ServiceLinks
 from netbus.log import conn_context
 from netbus.metrics import Metrics
 from netbus.protocol.commands import (
@@ -39,10 +43,6 @@ from netbus.protocol.commands import (
 from netbus.protocol.header import HEADER, UTAG_OFFSET, ProtoType
 from netbus.registry.base import Registry
 from netbus.registry.local import LocalRegistry
-from netbus.roles.gateway.login_rate import LoginRateLimit
-from netbus.roles.gateway.logins import LoginClaims, login_uid
-from netbus.roles.gateway.routing import PRELOGIN_BIT, PreloginKeys, ServiceRoute, is_prelogin
-from netbus.roles.gateway.service_links import ServiceLinks
 from netbus.session import Session, SessionTable
 from netbus.transport.link import Link
 from netbus.transport.listener import Listener, ListenerSpec, start_listener
