@@ -6,7 +6,7 @@ from pathlib import Path
 
 from netbus.client import Client
 from netbus.config import LimitsConfig, ListenerConfig, ServiceRoute, load_settings
-from netbus.gateway.gateway import build_gateway
+from netbus.gateway import build_gateway
 from netbus.protocol.commands import GatewayCmd, Stype
 from netbus.roles.center.app import CenterServer
 

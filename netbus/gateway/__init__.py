@@ -4,6 +4,7 @@
 configuration. docs/architecture.md walks a packet through these modules.
 """
 
-from netbus.gateway.gateway import GATEWAY_ONLY_CTYPES, Gateway, build_gateway
+from netbus.gateway.build import build_gateway
+from netbus.gateway.gateway import GATEWAY_ONLY_CTYPES, Gateway
 
 __all__ = ["GATEWAY_ONLY_CTYPES", "Gateway", "build_gateway"]

@@ -1,12 +1,19 @@
-"""The gateway's login claims: which connection holds each uid, through the registry.
+"""The gateway's logins: which connection holds each uid, through the registry.
 
-Alone (no ``[redis] url``), a gateway binds a uid synchronously, in the same callback that
-reads the GUEST_LOGIN reply, and its `LocalRegistry` costs one dict write: `Gateway` calls
-`LocalRegistry.claim_nowait` itself and this module only releases. With the Redis registry the
-claim is a round trip: `LoginClaims.to_client` holds the reply (and later packets for that
-connection, in order) until the claim lands, and replaces it by SYSTEM_ERROR if Redis fails
-or the deadline passes. docs/scaling.md explains why exactly one connection per uid survives
-concurrent logins on several gateways.
+Two strategies, one chosen when the gateway is built (`make_logins`), so the packet path
+back to a client never asks which one it runs:
+
+- `LocalLogins` (no ``[redis] url``): the in-process `LocalRegistry`. A uid is bound in the
+  same callback that reads the GUEST_LOGIN reply, and the claim costs one dict write.
+- `ClaimedLogins` (the Redis registry): the claim is a round trip. The reply, and later
+  packets for that connection, are held in order until the claim lands; the reply becomes
+  SYSTEM_ERROR if the registry fails or the deadline passes. docs/scaling.md explains why
+  exactly one connection per uid survives concurrent logins on several gateways.
+
+Both reach the gateway only through `LoginHost` (its connections, bind a uid, kick one),
+never through the `Gateway` class. The gateway calls `Logins.to_client` for every packet to
+a client, `Logins.release` when a connection lets a uid go, and the registry calls
+`Logins.kick_conn` when another gateway took a uid.
 
 Connection ids are ``"<incarnation>.<sid>"``: the random incarnation tells this run of a
 gateway id from earlier ones, whose connections are long gone.
@@ -18,26 +25,53 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Callable, Coroutine, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import Any, Protocol
 
 from netbus.errors import ProtocolError, RegistryUnavailable
-from netbus.gateway.routing import MAX_UID
 from netbus.metrics import Metrics
 from netbus.protocol.codec import decode_json_body
-from netbus.protocol.commands import AuthCmd, AuthStatus, Stype
-from netbus.protocol.header import ProtoType
+from netbus.protocol.commands import AuthCmd, AuthStatus
+from netbus.protocol.header import MAX_UID, ProtoType
 from netbus.registry.base import Registry
 from netbus.registry.local import LocalRegistry
-from netbus.session import Session
+from netbus.session import Session, SessionTable
 from netbus.transport.reasons import CloseReason
 
-if TYPE_CHECKING:
-    from netbus.gateway.gateway import Gateway
-
-__all__ = ["LoginClaims", "login_uid"]
+__all__ = [
+    "ClaimedLogins",
+    "LocalLogins",
+    "LoginHost",
+    "Logins",
+    "login_uid",
+    "make_logins",
+]
 
 log = logging.getLogger("netbus.gateway")
+
+_GUEST_LOGIN = int(AuthCmd.GUEST_LOGIN)
+_RELOGIN = int(AuthCmd.RELOGIN)
+_MAX_RECENT_KICKS = 10_000  #: claims end by popping theirs; pruning is only a backstop
+_RECENT_KICK_HORIZON = 60.0  #: seconds after which a remembered kick is pruned
+
+
+class LoginHost(Protocol):
+    """What logins need of the gateway (the `Gateway` implements it)."""
+
+    @property
+    def sessions(self) -> SessionTable:
+        """The gateway's connections, by sid and by uid."""
+        ...
+
+    def bind_login(self, session: Session, uid: int) -> None:
+        """Make ``session`` the one connection of ``uid`` here, kicking an older one."""
+        ...
+
+    def kick(self, session: Session, uid: int) -> None:
+        """Tell ``session`` (bound to ``uid``) it lost to a newer login, and close it."""
+        ...
 
 
 def login_uid(cmd_buf: bytearray, proto_type: int, metrics: Metrics) -> int:
@@ -59,33 +93,42 @@ def login_uid(cmd_buf: bytearray, proto_type: int, metrics: Metrics) -> int:
     return uid
 
 
-class LoginClaims:
-    """A gateway's side of the registry: claims in flight, releases, kicks from elsewhere.
+class Logins:
+    """A gateway's side of the registry: uid releases and kicks from elsewhere.
 
-    Binding and kicking stay with the `Gateway` (`Gateway.bind_login`, `Gateway.kick`); this
-    object decides when they happen for logins that need a registry round trip.
+    Subclasses decide how a login reply on its way to a client becomes a binding
+    (`to_client`) and how a uid is let go (`release`).
 
     Args:
-        gateway: the gateway whose connections claim uids.
+        host: the gateway whose connections log in.
         registry: who is logged in where; this object becomes its kick handler.
-        claim_timeout: seconds a login may wait for a remote registry before SYSTEM_ERROR.
+        auth_stype: the service whose GUEST_LOGIN replies bind uids.
+        claim_timeout: seconds a login may wait for a remote registry before SYSTEM_ERROR;
+            also how long `drain` waits for claims in flight.
+        clock: monotonic seconds (tests pass a fake).
     """
 
-    def __init__(self, gateway: Gateway, registry: Registry, *, claim_timeout: float) -> None:
-        self.gateway = gateway
-        self.metrics = gateway.metrics
+    def __init__(
+        self,
+        host: LoginHost,
+        registry: Registry,
+        *,
+        auth_stype: int,
+        metrics: Metrics,
+        claim_timeout: float = 1.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.host = host
         self.registry = registry
-        #: the synchronous in-process registry, or None when claims are remote round trips
-        self.local = registry if isinstance(registry, LocalRegistry) else None
-        registry.set_kick_handler(self.kick_conn)
+        self.auth_stype = auth_stype
+        self.metrics = metrics
         self.claim_timeout = claim_timeout
+        self.clock = clock
         #: makes conn ids unique across restarts of one gateway id ("<incarnation>.<sid>")
         self.incarnation = secrets.token_hex(4)
-        self.claims: dict[int, asyncio.Task[None]] = {}  #: uid -> newest claim in flight
-        self.recent_kicks: dict[tuple[int, int], float] = {}  #: (uid, sid) kicked mid-claim
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
-        self._last_registry_warning = 0.0
+        registry.set_kick_handler(self.kick_conn)
 
     # ------------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -106,15 +149,138 @@ class LoginClaims:
     async def close(self) -> None:
         await self.registry.close()
 
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
     # ------------------------------------------------------------------ uid ownership
     def conn_id(self, session: Session) -> str:
+        """``session``'s id in the registry: ``"<incarnation>.<sid>"``."""
         return f"{self.incarnation}.{session.sid}"
 
     def release(self, uid: int, session: Session) -> None:
         """``session`` no longer holds ``uid``: drop the registry entry if it is still ours."""
-        if self.local is not None:
-            self.local.release_nowait(uid, self.conn_id(session))
-        elif not self._closing:
+        raise NotImplementedError
+
+    def kick_conn(self, uid: int, conn: str) -> None:
+        """Registry kick handler: connection ``conn`` of this gateway lost ``uid``.
+
+        Bound to ``uid``: kicked like a local relogin. Otherwise it may be a login whose claim
+        is still in flight (`_kicked_mid_claim`).
+        """
+        incarnation, _, sid = conn.partition(".")
+        if incarnation != self.incarnation or not sid.isdigit():
+            return  # a connection of an earlier run of this gateway id: long gone
+        sessions = self.host.sessions
+        session = sessions.get(int(sid))
+        if session is None or session.closed:
+            return
+        if session.uid == uid and sessions.by_uid(uid) is session:
+            self.host.kick(session, uid)
+        else:
+            self._kicked_mid_claim(uid, session)
+
+    def _kicked_mid_claim(self, uid: int, session: Session) -> None:
+        """A kick for ``session`` that is not bound to ``uid`` (nothing to do by default)."""
+
+    # ------------------------------------------------------------ the way to clients
+    def to_client(
+        self, session: Session, stype: int, ctype: int, proto_type: int, cmd_buf: bytearray
+    ) -> None:
+        """Deliver a packet from a service to ``session``; a login reply binds its uid first.
+
+        ``cmd_buf``'s utag must already be cleared.
+        """
+        raise NotImplementedError
+
+
+class LocalLogins(Logins):
+    """Logins against the in-process `LocalRegistry`: bound synchronously, no task, no await.
+
+    A `LocalRegistry` shared by several gateways of one process (a `LocalHub`) kicks the
+    loser on the other gateway within the claim.
+    """
+
+    def __init__(
+        self,
+        host: LoginHost,
+        registry: LocalRegistry,
+        *,
+        auth_stype: int,
+        metrics: Metrics,
+        claim_timeout: float = 1.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(
+            host,
+            registry,
+            auth_stype=auth_stype,
+            metrics=metrics,
+            claim_timeout=claim_timeout,
+            clock=clock,
+        )
+        self.local = registry
+
+    def release(self, uid: int, session: Session) -> None:
+        self.local.release_nowait(uid, self.conn_id(session))
+
+    def to_client(
+        self, session: Session, stype: int, ctype: int, proto_type: int, cmd_buf: bytearray
+    ) -> None:
+        if ctype == _GUEST_LOGIN and stype == self.auth_stype:
+            uid = login_uid(cmd_buf, proto_type, self.metrics)
+            if uid and not session.closed and session.uid != uid:
+                self.host.bind_login(session, uid)
+                self.local.claim_nowait(uid, self.conn_id(session))
+        self.metrics.packet("out", stype, ctype, len(cmd_buf))
+        session.link.send_raw(cmd_buf)  # utag already cleared: no copy in Session.send_raw
+
+
+class ClaimedLogins(Logins):
+    """Logins against a remote registry (Redis): each login waits for its claim, in order.
+
+    While a connection's claim is in flight, what the services send it is held and delivered
+    in order afterwards. A kick that overtakes the claim's own reply (another gateway claimed
+    the uid right after) is remembered, and the login is then refused as superseded.
+    """
+
+    def __init__(
+        self,
+        host: LoginHost,
+        registry: Registry,
+        *,
+        auth_stype: int,
+        metrics: Metrics,
+        claim_timeout: float = 1.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(
+            host,
+            registry,
+            auth_stype=auth_stype,
+            metrics=metrics,
+            claim_timeout=claim_timeout,
+            clock=clock,
+        )
+        self._claims: dict[int, asyncio.Task[None]] = {}  #: uid -> newest claim in flight
+        self._recent_kicks: dict[tuple[int, int], float] = {}  #: (uid, sid) kicked mid-claim
+        self._last_registry_warning = float("-inf")
+
+    @property
+    def recent_kicks(self) -> Mapping[tuple[int, int], float]:
+        """``(uid, sid) -> when``: kicks that reached a connection while its claim was in
+        flight (read-only; each claim removes its own when it ends)."""
+        return MappingProxyType(self._recent_kicks)
+
+    def held(self, session: Session) -> int:
+        """How many packets wait for ``session``'s claim to land (0 when none is in flight)."""
+        held = session.data.get("held")
+        return len(held) if held is not None else 0
+
+    def release(self, uid: int, session: Session) -> None:
+        if not self._closing:
             self._spawn(self._release_remote(uid, self.conn_id(session)))
 
     async def _release_remote(self, uid: int, conn: str) -> None:
@@ -123,48 +289,26 @@ class LoginClaims:
         except RegistryUnavailable as exc:  # the entry expires with its lease
             log.debug("release of uid %d failed: %s", uid, exc)
 
-    def _spawn(self, coro: Any) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    def kick_conn(self, uid: int, conn: str) -> None:
-        """Registry kick handler: connection ``conn`` of this gateway lost ``uid``.
-
-        Bound to ``uid``: kicked like a local relogin. Its claim still in flight: remembered,
-        and refused when the claim returns (the kick can overtake the claim's own reply).
-        """
-        incarnation, _, sid = conn.partition(".")
-        if incarnation != self.incarnation or not sid.isdigit():
-            return  # a connection of an earlier run of this gateway id: long gone
-        sessions = self.gateway.sessions
-        session = sessions.get(int(sid))
-        if session is None or session.closed:
+    def _kicked_mid_claim(self, uid: int, session: Session) -> None:
+        if session.data.get("claiming") != uid:
             return
-        if session.uid == uid and sessions.by_uid(uid) is session:
-            self.gateway.kick(session, uid)
-        elif session.data.get("claiming") == uid:
-            kicks = self.recent_kicks
-            if len(kicks) > 10_000:  # claims end by popping theirs; this is only a backstop
-                horizon = time.monotonic() - 60.0
-                for key in [k for k, t in kicks.items() if t < horizon]:
-                    del kicks[key]
-            kicks[(uid, session.sid)] = time.monotonic()
+        kicks = self._recent_kicks
+        now = self.clock()
+        if len(kicks) > _MAX_RECENT_KICKS:
+            horizon = now - _RECENT_KICK_HORIZON
+            for key in [k for k, t in kicks.items() if t < horizon]:
+                del kicks[key]
+        kicks[(uid, session.sid)] = now
 
     # ------------------------------------------------------------- logins in flight
     def to_client(
         self, session: Session, stype: int, ctype: int, proto_type: int, cmd_buf: bytearray
     ) -> None:
-        """`Gateway.from_service` with a remote registry: logins wait for their claim, in order.
-
-        ``cmd_buf``'s utag must already be cleared.
-        """
         held = session.data.get("held")
         if held is not None:  # this connection's login is being claimed: keep the order
             held.append((stype, ctype, proto_type, cmd_buf))
             return
-        if stype == self.gateway.auth_stype and ctype == AuthCmd.GUEST_LOGIN:
+        if ctype == _GUEST_LOGIN and stype == self.auth_stype:
             uid = login_uid(cmd_buf, proto_type, self.metrics)
             if uid and uid != session.uid:
                 self._start_claim(session, uid, cmd_buf)
@@ -175,21 +319,21 @@ class LoginClaims:
     def _start_claim(self, session: Session, uid: int, reply: bytearray) -> None:
         session.data["held"] = []
         session.data["claiming"] = uid
-        before = self.claims.get(uid)  # claims of one uid run one at a time per gateway
+        before = self._claims.get(uid)  # claims of one uid run one at a time per gateway
         task = self._spawn(self._claim(session, uid, reply, before))
-        self.claims[uid] = task
+        self._claims[uid] = task
         task.add_done_callback(partial(self._claim_done, uid))
 
     def _claim_done(self, uid: int, task: asyncio.Task[None]) -> None:
-        if self.claims.get(uid) is task:
-            del self.claims[uid]
+        if self._claims.get(uid) is task:
+            del self._claims[uid]
 
     async def _claim(
         self, session: Session, uid: int, reply: bytearray, before: asyncio.Task[None] | None
     ) -> None:
         """Claim ``uid`` for ``session``, then bind and forward the reply, or refuse it."""
-        gateway = self.gateway
         conn = self.conn_id(session)
+        kicks = self._recent_kicks
         try:
             try:
                 async with asyncio.timeout(self.claim_timeout):
@@ -197,22 +341,22 @@ class LoginClaims:
                         await asyncio.wait([before])
                     previous = await self.registry.claim(uid, conn)
             except (RegistryUnavailable, TimeoutError) as exc:
-                self.recent_kicks.pop((uid, session.sid), None)
+                kicks.pop((uid, session.sid), None)
                 self._registry_failed(session, exc)
                 return
-            superseded = self.recent_kicks.pop((uid, session.sid), None) is not None
-            if previous is not None and previous.gateway == gateway.id:
+            superseded = kicks.pop((uid, session.sid), None) is not None
+            if previous is not None and previous.gateway == self.registry.gateway_id:
                 self.kick_conn(uid, previous.conn)  # an older connection of this gateway
             if session.closed or superseded:
                 await self._release_remote(uid, conn)
                 if not session.closed:  # a newer login elsewhere overtook this one
                     self.metrics.logins.labels("superseded").inc()
                     self._send_reply(session, reply)
-                    proto = session.protos.get(gateway.auth_stype, ProtoType.JSON)
-                    session.send_cmd(Stype.Auth, AuthCmd.RELOGIN, None, proto_type=proto)
+                    proto = session.protos.get(self.auth_stype, ProtoType.JSON)
+                    session.send_cmd(self.auth_stype, _RELOGIN, None, proto_type=proto)
                     session.close(CloseReason.RELOGIN)
                 return
-            gateway.bind_login(session, uid)
+            self.host.bind_login(session, uid)
             self._send_reply(session, reply)
         except Exception as exc:  # a bug: the login must still end
             log.exception("login claim for uid %d failed", uid)
@@ -221,19 +365,19 @@ class LoginClaims:
             self._flush_held(session)
 
     def _send_reply(self, session: Session, cmd_buf: bytearray) -> None:
-        self.metrics.packet("out", self.gateway.auth_stype, AuthCmd.GUEST_LOGIN, len(cmd_buf))
+        self.metrics.packet("out", self.auth_stype, _GUEST_LOGIN, len(cmd_buf))
         session.send_raw(cmd_buf)
 
     def _registry_failed(self, session: Session, exc: BaseException) -> None:
         self.metrics.logins.labels("registry_error").inc()
-        now = time.monotonic()
+        now = self.clock()
         if now - self._last_registry_warning > 10.0:  # one line per outage, not per login
             self._last_registry_warning = now
             log.warning("login registry unavailable (%s): logins answer SYSTEM_ERROR", exc)
         if not session.closed:
             session.send_cmd(
-                self.gateway.auth_stype,
-                AuthCmd.GUEST_LOGIN,
+                self.auth_stype,
+                _GUEST_LOGIN,
                 {"status": AuthStatus.SYSTEM_ERROR},
                 proto_type=ProtoType.JSON,
             )
@@ -246,3 +390,32 @@ class LoginClaims:
             if session.closed:
                 break
             self.to_client(session, stype, ctype, proto_type, cmd_buf)
+
+
+def make_logins(
+    host: LoginHost,
+    registry: Registry,
+    *,
+    auth_stype: int,
+    metrics: Metrics,
+    claim_timeout: float = 1.5,
+    clock: Callable[[], float] = time.monotonic,
+) -> Logins:
+    """The strategy for ``registry``: `LocalLogins` for a `LocalRegistry`, else `ClaimedLogins`."""
+    if isinstance(registry, LocalRegistry):
+        return LocalLogins(
+            host,
+            registry,
+            auth_stype=auth_stype,
+            metrics=metrics,
+            claim_timeout=claim_timeout,
+            clock=clock,
+        )
+    return ClaimedLogins(
+        host,
+        registry,
+        auth_stype=auth_stype,
+        metrics=metrics,
+        claim_timeout=claim_timeout,
+        clock=clock,
+    )

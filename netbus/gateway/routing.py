@@ -1,39 +1,38 @@
-"""Gateway routing facts: pre-login keys and the service instances behind each stype.
+"""Gateway routing: pre-login keys, and which instance of a service each user goes to.
 
-Pre-login keys. Before login a connection's packets carry ``0x80000000 | n`` as utag, with
+Pre-login keys. Before login a connection's packets carry ``PRELOGIN_BIT | n`` as utag, with
 ``n`` a 31-bit counter that skips values still in use when it wraps. uids are limited to
-``1 .. 2**31-1``, so the top bit alone tells a reply for a pre-login connection from one for a
-user, and the two can never collide (docs/protocol.md, "utag").
+``1 .. MAX_UID``, so the top bit alone tells a reply for a pre-login connection from one for
+a user, and the two can never collide (docs/protocol.md §8).
 
-Instances. A stype may have several addresses, and a route's policy picks one per user:
+Instances. A stype may have several addresses, and a route's policy picks one per user among
+the live ones (`choose`, a pure function of the utag and the live set):
 
-- ``"hash"``: rendezvous hashing over the instances that are up, so losing an instance moves
-  only its users, and they come back to it when it returns;
-- ``"primary"``: the first address (in config order) that is up, for everybody: the others
-  are standbys. A service with one shared state (the talkroom's room) needs this; since all
-  gateways share the config order, they all agree once their links agree.
+- `Policy.HASH`: rendezvous hashing over the live instances, so losing an instance moves only
+  its users, and they come back to it when it returns;
+- `Policy.PRIMARY`: the first live instance in config order, for everybody: the others are
+  standbys. A service with one shared state (one chat room) needs this; since all gateways
+  share the config order, they all agree once their links agree.
 
-When the set of live instances changes, `ServiceRoute.choose` over the old and the new set
-tells the gateway which users moved (docs/scaling.md).
+A `Route` only remembers which of its instances are live (`Route.set_live`, told by the
+gateway when a link opens or closes); it never asks a link. When the live set changes,
+`choose` over the old and the new set tells which users moved (notices.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Literal
+from enum import StrEnum
+from typing import Generic, Protocol, TypeVar
 
-from netbus.transport.upstream import Upstream
+from netbus.protocol.header import MAX_UID, PRELOGIN_BIT
 
-__all__ = ["PRELOGIN_BIT", "Policy", "PreloginKeys", "ServiceRoute", "is_prelogin"]
-
-Policy = Literal["hash", "primary"]
-
-PRELOGIN_BIT = 0x80000000
-MAX_UID = PRELOGIN_BIT - 1
+__all__ = ["Instance", "Policy", "PreloginKeys", "Route", "choose", "is_prelogin"]
 
 
 def is_prelogin(utag: int) -> bool:
+    """True for a pre-login connection key, False for a uid."""
     return utag >= PRELOGIN_BIT
 
 
@@ -59,51 +58,87 @@ class PreloginKeys:
         return len(self._live)
 
 
+class Policy(StrEnum):
+    """How a route spreads users over its live instances (config ``policy``)."""
+
+    HASH = "hash"  #: rendezvous hashing on the utag: sticky, moves only the users of a lost one
+    PRIMARY = "primary"  #: the first live instance in config order, for everybody
+
+
+class Instance(Protocol):
+    """What routing needs of a service instance: a name that is stable across gateways."""
+
+    @property
+    def name(self) -> str: ...
+
+
+InstanceT = TypeVar("InstanceT", bound=Instance)
+
+
 def _weight(instance: str, utag: int) -> int:
     digest = hashlib.blake2b(f"{instance}/{utag}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little")
 
 
-class ServiceRoute:
-    """The upstream links of one stype and the choice of instance per user."""
+def choose(policy: Policy, utag: int, live: Sequence[InstanceT]) -> InstanceT | None:
+    """The instance ``utag`` goes to when exactly ``live`` (in config order) are up."""
+    if not live:
+        return None
+    if policy is Policy.PRIMARY or len(live) == 1:
+        return live[0]
+    return max(live, key=lambda instance: _weight(instance.name, utag))
+
+
+class Route(Generic[InstanceT]):
+    """The instances of one stype (built from a `netbus.config.ServiceRoute`) and the live ones.
+
+    Args:
+        name: the service's name in the config (``[gateway.services.<name>]``).
+        instances: every configured instance, in config order; none is live yet.
+        policy: how users are spread over the live instances.
+    """
 
     def __init__(
-        self, name: str, stype: int, upstreams: Sequence[Upstream], *, policy: Policy = "hash"
+        self,
+        name: str,
+        stype: int,
+        instances: Sequence[InstanceT],
+        *,
+        policy: Policy = Policy.HASH,
     ) -> None:
-        if policy not in ("hash", "primary"):
-            raise ValueError(f"unknown routing policy {policy!r}")
         self.name = name
         self.stype = stype
-        self.policy = policy
-        self.upstreams = list(upstreams)
-        self._single = self.upstreams[0] if len(self.upstreams) == 1 else None
+        self.policy = Policy(policy)
+        self.instances: tuple[InstanceT, ...] = tuple(instances)
+        #: the live instances, in config order
+        self.live: tuple[InstanceT, ...] = ()
+        self._first = self.policy is Policy.PRIMARY
 
-    def pick(self, utag: int) -> Upstream | None:
-        """The instance for ``utag`` among those up, or None if none is."""
-        if self._single is not None:
-            return self._single if self._single.is_up else None
-        if self.policy == "primary":
-            for upstream in self.upstreams:
-                if upstream.is_up:
-                    return upstream
-            return None
-        best: Upstream | None = None
-        best_weight = -1
-        for upstream in self.upstreams:
-            if upstream.is_up:
-                weight = _weight(upstream.name, utag)
-                if weight > best_weight:
-                    best, best_weight = upstream, weight
-        return best
-
-    def choose(self, utag: int, live: Sequence[Upstream]) -> Upstream | None:
-        """What `pick` answers when exactly ``live`` (in config order) are up."""
+    def pick(self, utag: int) -> InstanceT | None:
+        """`choose` over the live set: the instance for ``utag``, or None if none is live."""
+        live = self.live
         if not live:
             return None
-        if self.policy == "primary" or len(live) == 1:
+        if self._first or len(live) == 1:
             return live[0]
-        return max(live, key=lambda upstream: _weight(upstream.name, utag))
+        return max(live, key=lambda instance: _weight(instance.name, utag))
 
-    @property
-    def is_up(self) -> bool:
-        return any(u.is_up for u in self.upstreams)
+    def choose(self, utag: int, live: Sequence[InstanceT]) -> InstanceT | None:
+        """What `pick` answers when exactly ``live`` (in config order) are up."""
+        return choose(self.policy, utag, live)
+
+    def set_live(
+        self, instance: InstanceT, up: bool
+    ) -> tuple[tuple[InstanceT, ...], tuple[InstanceT, ...]]:
+        """Mark ``instance`` live or not; return the live sets before and after.
+
+        Raises:
+            ValueError: ``instance`` is not one of this route's instances.
+        """
+        if instance not in self.instances:
+            raise ValueError(f"{instance!r} is not an instance of route {self.name!r}")
+        before = self.live
+        self.live = tuple(
+            i for i in self.instances if (up if i is instance else i in before)
+        )
+        return before, self.live

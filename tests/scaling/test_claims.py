@@ -21,7 +21,8 @@ import redis.asyncio as aioredis
 from netbus.client import Client
 from netbus.config import GatewayConfig, ServiceRoute, load_settings
 from netbus.errors import LoginRequired, RegistryUnavailable
-from netbus.gateway.gateway import Gateway
+from netbus.gateway import Gateway
+from netbus.gateway.logins import ClaimedLogins
 from netbus.protocol.commands import AuthCmd, Stype
 from netbus.registry import KickHandler, LocalHub, LocalRegistry, Owner, RedisRegistry, Registry
 from netbus.roles.center.app import CenterServer
@@ -155,7 +156,9 @@ async def test_a_kick_that_overtakes_the_claim_refuses_the_bind(world: World) ->
     second = await world.client(gw_b)
     reply = await second.guest_login(key)
     assert reply["status"] == 1
-    await wait_until(lambda: gw_a._recent_kicks, timeout=5.0, what="gwA to get the kick")
+    logins = gw_a.logins
+    assert isinstance(logins, ClaimedLogins)
+    await wait_until(lambda: logins.recent_kicks, timeout=5.0, what="gwA to get the kick")
 
     gated.gate.set()
     assert (await pending)["status"] == 1  # the login succeeded, then lost to the newer one
@@ -206,7 +209,9 @@ async def test_replies_during_a_claim_keep_their_order(world: World) -> None:
     two = login_request(client, new_key())
     # the second reply reaches the gateway and must wait behind the first claim
     session = next(iter(gw.sessions))
-    await wait_until(lambda: session.data.get("held"), timeout=5.0, what="the held reply")
+    logins = gw.logins
+    assert isinstance(logins, ClaimedLogins)
+    await wait_until(lambda: logins.held(session), timeout=5.0, what="the held reply")
     assert not one.done() and not two.done()
     gated.gate.set()
     reply1, reply2 = await one, await two
@@ -254,7 +259,9 @@ async def test_relogin_on_the_same_gateway_kicks_through_the_claim(world: World)
     assert gw.sessions.logged_in == 1
     await second.heartbeat()
     owner = await world.owner(reply["uid"])
-    assert owner == f"gwA:{gw._conn_id(gw.sessions.by_uid(reply['uid']))}"  # type: ignore[arg-type]
+    session = gw.sessions.by_uid(reply["uid"])
+    assert session is not None
+    assert owner == f"gwA:{gw.logins.conn_id(session)}"
 
 
 async def test_in_process_gateways_kick_each_other_synchronously(world: World) -> None:

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from netbus.admin import AdminServer, build_admin
 from netbus.config import ListenerConfig, ServiceRoute, Settings, load_settings
-from netbus.gateway.gateway import Gateway, build_gateway
+from netbus.gateway import Gateway, build_gateway
 from netbus.roles.center.app import CenterServer
 from netbus.roles.talkroom.app import build_talkroom
 from netbus.roles.web.app import WebServer
