@@ -37,10 +37,14 @@ def is_prelogin(utag: int) -> bool:
 
 
 class PreloginKeys:
-    """Allocates pre-login utags, unique among live connections of this gateway."""
+    """Allocates pre-login utags, unique among live connections of this gateway.
 
-    def __init__(self) -> None:
-        self._next = 0
+    Args:
+        start: the first counter value (``0 .. MAX_UID``; tests start near the wrap).
+    """
+
+    def __init__(self, start: int = 0) -> None:
+        self._next = start & MAX_UID
         self._live: set[int] = set()
 
     def allocate(self) -> int:

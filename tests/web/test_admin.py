@@ -83,9 +83,11 @@ async def test_metrics_and_health_follow_traffic(cluster: Cluster) -> None:
         _, doc = await cluster.get_json(cluster.admin_url("gateway") + "/healthz")
         assert doc["connections"] == 1
         assert doc["logged_in"] == 1
+        session = cluster.gateway.sessions.by_uid(client.uid)
+        assert session is not None
     finally:
         await client.close()
-    await asyncio.sleep(0.05)  # USER_DISCONNECT reaches the services
+    await session.link.wait_closed()  # the gateway has seen the close and counted it
     after = {role: await cluster.metrics(role) for role in ROLES}
 
     def delta(role: str, name: str, **labels: str) -> float:
