@@ -264,14 +264,19 @@ class Gateway:
             session.send_cmd(_CONTROL, GatewayCmd.RATE_LIMITED, body, proto_type=proto_type)
             return
         route = self.routes.get(stype)
+        if route is None:
+            metrics.dropped.labels("service_unavailable").inc()
+            self.notice(session, GatewayCmd.SERVICE_UNAVAILABLE, stype, ctype, proto_type)
+            return
+        # Remembered even when the service is down: it is told when the service is back.
+        session.protos[stype] = proto_type
         utag = uid or session.key
-        upstream = route.pick(utag) if route is not None else None
+        upstream = route.pick(utag)
         if upstream is None:
             metrics.dropped.labels("service_unavailable").inc()
             self.notice(session, GatewayCmd.SERVICE_UNAVAILABLE, stype, ctype, proto_type)
             return
         UTAG.pack_into(cmd_buf, UTAG_OFFSET, utag)
-        session.protos[stype] = proto_type
         if not upstream.send_raw(cmd_buf):
             metrics.dropped.labels("service_unavailable").inc()
             self.notice(session, GatewayCmd.SERVICE_UNAVAILABLE, stype, ctype, proto_type)

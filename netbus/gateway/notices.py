@@ -5,8 +5,9 @@ instance (routing.py); the gateway sends what it returns. A logged-in user whose
 changed hears it, so the client can re-enter: SERVICE_UNAVAILABLE when no instance is left,
 SERVICE_AVAILABLE when one came back, both (in that order) when it moved to another instance,
 whose state it must rebuild. The instance it left, if still live (fail-back), gets
-USER_DISCONNECT: no ghosts. A connection not logged in that has used the service (e.g. a login
-in flight on the lost link) hears SERVICE_UNAVAILABLE when the last instance goes
+USER_DISCONNECT: no ghosts. A connection not logged in that has used the service (a login in
+flight on the lost link, or one refused during the outage) hears SERVICE_UNAVAILABLE when the
+last instance goes and SERVICE_AVAILABLE when one is back, so a login page can recover
 (docs/protocol.md §7, docs/scaling.md).
 """
 
@@ -63,8 +64,11 @@ def failover_notices(
     for user in users:
         uid = user.uid
         if not uid:
-            if not after and stype in user.protos:
-                out.unavailable.append(user)
+            if stype in user.protos:  # e.g. a login in flight, or refused during the outage
+                if before and not after:
+                    out.unavailable.append(user)
+                elif after and not before:
+                    out.available.append(user)  # it may try again (a login page recovers)
             continue
         old, new = choose(uid, before), choose(uid, after)
         if old == new:

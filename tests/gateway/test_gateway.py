@@ -212,3 +212,20 @@ async def test_health_facts_show_links_and_users() -> None:
         assert facts["services"]["talkroom"] == {link.name: "up"}
         assert facts["connections"] == 1 and facts["logged_in"] == 1
         assert facts["id"] == "gw1" and facts["ports"] == cluster.gateway.ports
+
+
+async def test_a_login_refused_during_an_auth_outage_can_recover() -> None:
+    """Issue 10 item 12: SERVICE_AVAILABLE reaches a connection that is not logged in."""
+    async with TestCluster() as cluster:
+        page = await cluster.client("ws")
+        bystander = await cluster.client()  # connected, never tried to log in
+        await cluster.stop_service(cluster.auth)
+        key = secrets.token_urlsafe(18)
+        with pytest.raises(ServiceUnavailable):
+            await page.guest_login(key)
+        await cluster.start_service(cluster.auth)
+        back = await page.next_push(Stype.Gateway, GatewayCmd.SERVICE_AVAILABLE, timeout=2.0)
+        assert back.body == {"stype": Stype.Auth, "ctype": 0}
+        assert (await page.guest_login(key))["status"] == 1
+        await bystander.heartbeat()
+        assert bystander.drain_pushes() == []  # only those that used the service are told

@@ -47,7 +47,7 @@ def test_the_last_instance_going_tells_users_and_pre_login_connections_that_used
 
 
 def test_a_service_coming_back_tells_logged_in_users() -> None:
-    alice, waiting = Conn(1), Conn(0, {STYPE: 1})
+    alice, waiting = Conn(1), Conn(0)
     out = failover_notices(STYPE, [alice, waiting], [], ["a"], primary)
     assert out.available == [alice]
     assert out.unavailable == [] and out.disconnect == []
@@ -77,3 +77,13 @@ def test_hash_routing_moves_only_the_users_of_the_lost_instance() -> None:
     back = failover_notices(STYPE, users, ["a", "c"], ["a", "b", "c"], _pick)
     assert back.available == moved
     assert sorted(back.disconnect) == sorted((u.uid, _pick(u.uid, ["a", "c"])) for u in moved)
+
+
+def test_a_service_coming_back_tells_pre_login_connections_that_used_it() -> None:
+    asked, idle = Conn(0, {STYPE: 1}), Conn(0)
+    out = failover_notices(STYPE, [asked, idle], [], ["a"], primary)
+    assert out.available == [asked]
+    assert out.unavailable == [] and out.disconnect == []
+    # an instance more or less, with one still up, is nothing to a pre-login connection
+    assert failover_notices(STYPE, [asked], ["a"], ["a", "b"], primary).available == []
+    assert failover_notices(STYPE, [asked], ["a", "b"], ["b"], primary).unavailable == []
