@@ -57,6 +57,7 @@ _JSON = int(ProtoType.JSON)
 _BUF = int(ProtoType.BUF)
 _GUEST_LOGIN = int(AuthCmd.GUEST_LOGIN)
 _RELOGIN = int(AuthCmd.RELOGIN)
+_HEARTBEAT = int(GatewayCmd.HEARTBEAT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,6 +350,8 @@ class Gateway:
             return
         session = self._by_key.get(utag) if utag >= PRELOGIN_BIT else self.sessions.by_uid(utag)
         if session is None:
+            if stype == _CONTROL and ctype == _HEARTBEAT:
+                return  # the echo of the link heartbeat (`Upstream`): liveness, not a drop
             self.metrics.dropped.labels("no_route").inc()
             return
         UTAG.pack_into(cmd_buf, UTAG_OFFSET, 0)  # in place: players never see utags

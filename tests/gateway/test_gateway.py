@@ -14,7 +14,7 @@ import pytest
 
 from netbus.client import Client
 from netbus.errors import LoginRequired, ServiceUnavailable
-from netbus.protocol.commands import AuthCmd, GatewayCmd, Stype, TalkroomCmd
+from netbus.protocol.commands import CODECS, AuthCmd, Direction, GatewayCmd, Stype, TalkroomCmd
 from netbus.protocol.header import HEADER, ProtoType
 from netbus.roles.talkroom import TalkroomService
 from netbus.testing import TestCluster
@@ -229,3 +229,24 @@ async def test_a_login_refused_during_an_auth_outage_can_recover() -> None:
         assert (await page.guest_login(key))["status"] == 1
         await bystander.heartbeat()
         assert bystander.drain_pushes() == []  # only those that used the service are told
+
+
+async def test_service_heartbeat_echoes_are_not_drops() -> None:
+    """Issue 10 item 14: each service echoes the gateway's link heartbeat (utag 0); that is
+    the link being alive, not a packet without a route."""
+    talkroom = TalkroomService()
+    async with TestCluster(services=[talkroom]) as cluster:
+        user = await cluster.guest()
+        heartbeat = CODECS.encode(
+            Stype.Gateway, GatewayCmd.HEARTBEAT, None, direction=Direction.TO_SERVER
+        )
+        for service in (talkroom, cluster.auth):
+            (upstream,) = cluster.upstreams(service)
+            raw_in = upstream.link.raw_in if upstream.link is not None else 0
+            assert upstream.send_raw(heartbeat)  # what Upstream sends every heartbeat_interval
+        # One ordered link each way: once the talkroom answers this request, its echo (sent
+        # before the reply) has been handled; the auth echo is handled by the next login.
+        await enter(user, "alive")
+        await cluster.guest()
+        assert upstream.link is not None and upstream.link.raw_in > raw_in
+        assert gauge(cluster, "netbus_dropped_total", reason="no_route") == 0
