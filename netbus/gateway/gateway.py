@@ -110,7 +110,7 @@ class Gateway:
             clock=clock,
         )
         self._to_client = self.logins.to_client
-        self._listener_specs = list(listeners)
+        self.listener_specs = tuple(listeners)  #: the client listeners, started by `start`
         self._servers: list[Listener] = []
         self.ports: list[int] = []
         service_side = _LinkEvents(
@@ -147,7 +147,7 @@ class Gateway:
             for upstream in route.instances:
                 self.metrics.link_up.labels(upstream.name).set(0)
                 upstream.start()
-        for spec in self._listener_specs:
+        for spec in self.listener_specs:
             server = await start_listener(spec, self)
             self._servers.append(server)
             port = server.sockets[0].getsockname()[1]

@@ -11,11 +11,13 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from netbus.admin import AdminServer, admin_targets
+from netbus.admin import AdminServer, admin_addresses, admin_targets, build_admin
 from netbus.client import Client
 from netbus.config import load_settings
 from netbus.metrics import Metrics
 from netbus.protocol.header import ProtoType
+from netbus.roles.talkroom import TalkroomService
+from netbus.service.server import ServiceServer
 
 from .conftest import Cluster, sample
 
@@ -180,6 +182,24 @@ def test_admin_targets_from_config() -> None:
     assert admin_targets(wildcard)["gateway"] == "http://127.0.0.1:9080"
     explicit = load_settings(web={"health_targets": {"gw2": "http://10.0.0.2:9080/"}})
     assert admin_targets(explicit) == {"gw2": "http://10.0.0.2:9080"}
+
+
+async def test_any_server_can_have_an_admin_app() -> None:
+    """No switch on role names: a server reports its facts, its address comes from a map."""
+    settings = load_settings()
+    assert admin_addresses(settings) == {
+        "gateway": ("127.0.0.1", 9080),
+        "center": ("127.0.0.1", 9086),
+        "talkroom": ("127.0.0.1", 9084),
+    }
+    server = ServiceServer([TalkroomService()], name="custom")
+    with pytest.raises(ValueError, match="custom"):
+        build_admin("custom", server, settings)
+    async with server, build_admin("custom", server, settings, address=("127.0.0.1", 0)) as app:
+        status, doc = app.health()
+        assert status == 200 and doc["role"] == "custom"
+        assert doc["port"] == server.port and doc["services"] == ["talkroom"]
+        assert doc["gateway_links"] == 0 and app.port > 0
 
 
 def _samples(text: str, name: str) -> list[Sample]:
