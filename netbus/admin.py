@@ -73,6 +73,7 @@ class AdminServer:
         metrics: the role's collectors.
         facts: extra ``/healthz`` fields, read on each request; an exception there turns
             the answer into status "error" with code 500 rather than a dropped connection.
+        clock: monotonic seconds, for ``uptime`` (tests pass a fake).
     """
 
     def __init__(
@@ -83,6 +84,7 @@ class AdminServer:
         host: str = "127.0.0.1",
         port: int = 0,
         facts: Facts | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.role = role
         self.metrics = metrics
@@ -90,7 +92,8 @@ class AdminServer:
         self.requested_port = port
         self.facts = facts
         self.port = 0
-        self.started = time.monotonic()
+        self._clock = clock
+        self.started = clock()
         self.app = web.Application()
         self.app.router.add_get("/metrics", self._metrics)
         self.app.router.add_get("/healthz", self._healthz)
@@ -108,7 +111,7 @@ class AdminServer:
             raise
         self._runner = runner
         self.port = bound_port(runner)
-        self.started = time.monotonic()
+        self.started = self._clock()
         log.info("%s: admin HTTP on http://%s:%d/", self.role, self.host, self.port)
 
     async def close(self) -> None:
@@ -129,7 +132,7 @@ class AdminServer:
         doc: dict[str, Any] = {
             "role": self.role,
             "status": "ok",
-            "uptime": round(time.monotonic() - self.started, 3),
+            "uptime": round(self._clock() - self.started, 3),
         }
         if self.facts is not None:
             try:

@@ -18,6 +18,7 @@ from netbus.metrics import Metrics
 from netbus.protocol.header import ProtoType
 from netbus.roles.talkroom import TalkroomService
 from netbus.service.server import ServiceServer
+from netbus.testing import FakeClock
 
 from .conftest import Cluster, sample
 
@@ -157,6 +158,13 @@ async def test_admin_port_in_use_raises() -> None:
         with pytest.raises(OSError):
             await second.start()
         await second.close()
+
+
+def test_uptime_reads_the_injected_clock() -> None:
+    clock = FakeClock(100.0)
+    admin = AdminServer("x", Metrics("x"), clock=clock)
+    clock.advance(12.25)
+    assert admin.health()[1]["uptime"] == 12.25
 
 
 async def test_failing_facts_answer_500() -> None:
