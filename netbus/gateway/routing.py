@@ -142,7 +142,5 @@ class Route(Generic[InstanceT]):
         if instance not in self.instances:
             raise ValueError(f"{instance!r} is not an instance of route {self.name!r}")
         before = self.live
-        self.live = tuple(
-            i for i in self.instances if (up if i is instance else i in before)
-        )
+        self.live = tuple(i for i in self.instances if (up if i is instance else i in before))
         return before, self.live
