@@ -1,13 +1,14 @@
-"""The admin HTTP app every role serves on its own port: ``GET /metrics`` and ``GET /healthz``.
+"""The admin HTTP app every server serves on its own port: ``GET /metrics`` and ``GET /healthz``.
 
-An aiohttp ``AppRunner`` + ``TCPSite`` on the role's event loop (never ``run_app``), so it
-shares the loop with the game listeners and costs no thread. ``/metrics`` is the role's
+An aiohttp ``AppRunner`` + ``TCPSite`` on the server's event loop (never ``run_app``), so it
+shares the loop with the game listeners and costs no thread. ``/metrics`` is the server's
 Prometheus text; ``/healthz`` is JSON::
 
-    {"role": "gateway", "status": "ok", "uptime": 12.3, ...role facts...}
+    {"role": "gateway", "status": "ok", "uptime": 12.3, ...facts...}
 
-Role facts come from a callable the role passes in (`gateway_facts`, `service_facts`), read
-on each request: nothing is cached, and nothing on the packet path knows this app exists.
+Any server can have one: it implements `HealthReporter` (its `Metrics` and a
+``health_facts()`` read on each request; nothing is cached, and nothing on the packet path
+knows this app exists). Where each role's app listens comes from `admin_addresses`.
 docs/operations.md describes the format and the metric names.
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
@@ -25,30 +26,34 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from netbus.config import Settings
 from netbus.metrics import Metrics
 
-if TYPE_CHECKING:
-    from netbus.roles.gateway.gateway import Gateway
-    from netbus.service.server import ServiceServer
-
 __all__ = [
-    "ROLE_NAMES",
     "AdminServer",
     "Facts",
-    "admin_address",
+    "HealthReporter",
+    "admin_addresses",
     "admin_targets",
     "bound_port",
     "build_admin",
-    "gateway_facts",
     "json_response",
     "metrics_response",
-    "service_facts",
 ]
 
 log = logging.getLogger("netbus.admin")
 
-#: roles with an admin port in the configuration (the web role serves it on its main port)
-ROLE_NAMES = ("gateway", "center", "talkroom")
-
 Facts = Callable[[], dict[str, Any]]
+
+
+class HealthReporter(Protocol):
+    """What a server gives its admin app (`Gateway` and `ServiceServer` implement it)."""
+
+    @property
+    def metrics(self) -> Metrics:
+        """The server's collectors, rendered by ``/metrics``."""
+        ...
+
+    def health_facts(self) -> dict[str, Any]:
+        """Fields added to ``/healthz``, read on each request (JSON-serialisable)."""
+        ...
 
 
 def json_response(doc: Any, *, status: int = 200) -> web.Response:
@@ -60,39 +65,6 @@ def metrics_response(metrics: Metrics) -> web.Response:
     return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def gateway_facts(gateway: Gateway) -> Facts:
-    """Health facts of a gateway: each service link up/down, connections, logged-in users."""
-
-    def facts() -> dict[str, Any]:
-        services: dict[str, dict[str, str]] = {}
-        for route in gateway.routes.values():
-            services[route.name] = {u.name: "up" if u.is_up else "down" for u in route.upstreams}
-        return {
-            "id": gateway.id,
-            "ports": list(gateway.ports),
-            "services": services,
-            "connections": len(gateway.sessions),
-            "logged_in": gateway.sessions.logged_in,
-        }
-
-    return facts
-
-
-def service_facts(server: ServiceServer) -> Facts:
-    """Health facts of a service process: gateway links, direct sessions, running handlers."""
-
-    def facts() -> dict[str, Any]:
-        return {
-            "port": server.port,
-            "services": [service.name for service in server.manager.services],
-            "gateway_links": len(server.gateway_host.sessions),
-            "sessions": len(server.client_host.sessions),
-            "pending_handlers": server.manager.pending,
-        }
-
-    return facts
-
-
 class AdminServer:
     """``/metrics`` and ``/healthz`` of one role on ``host:port`` (0 picks a free port).
 
@@ -101,6 +73,7 @@ class AdminServer:
         metrics: the role's collectors.
         facts: extra ``/healthz`` fields, read on each request; an exception there turns
             the answer into status "error" with code 500 rather than a dropped connection.
+        clock: monotonic seconds, for ``uptime`` (tests pass a fake).
     """
 
     def __init__(
@@ -111,6 +84,7 @@ class AdminServer:
         host: str = "127.0.0.1",
         port: int = 0,
         facts: Facts | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.role = role
         self.metrics = metrics
@@ -118,7 +92,8 @@ class AdminServer:
         self.requested_port = port
         self.facts = facts
         self.port = 0
-        self.started = time.monotonic()
+        self._clock = clock
+        self.started = clock()
         self.app = web.Application()
         self.app.router.add_get("/metrics", self._metrics)
         self.app.router.add_get("/healthz", self._healthz)
@@ -136,7 +111,7 @@ class AdminServer:
             raise
         self._runner = runner
         self.port = bound_port(runner)
-        self.started = time.monotonic()
+        self.started = self._clock()
         log.info("%s: admin HTTP on http://%s:%d/", self.role, self.host, self.port)
 
     async def close(self) -> None:
@@ -157,7 +132,7 @@ class AdminServer:
         doc: dict[str, Any] = {
             "role": self.role,
             "status": "ok",
-            "uptime": round(time.monotonic() - self.started, 3),
+            "uptime": round(self._clock() - self.started, 3),
         }
         if self.facts is not None:
             try:
@@ -181,30 +156,28 @@ def bound_port(runner: web.AppRunner) -> int:
     return int(runner.addresses[0][1])
 
 
-def admin_address(settings: Settings, role: str) -> tuple[str, int]:
-    """The configured (host, port) of ``role``'s admin app."""
-    if role == "gateway":
-        return settings.gateway.admin_host, settings.gateway.admin_port
-    if role == "center":
-        return settings.center.admin_host, settings.center.admin_port
-    if role == "talkroom":
-        return settings.talkroom.admin_host, settings.talkroom.admin_port
-    if role == "web":
-        return settings.web.host, settings.web.port
-    raise ValueError(f"unknown role {role!r}")
+def admin_addresses(settings: Settings) -> dict[str, tuple[str, int]]:
+    """Role name -> the configured (host, port) of its admin app.
+
+    The web role serves ``/healthz`` and ``/metrics`` on its own port and is not listed.
+    """
+    return {
+        "gateway": (settings.gateway.admin_host, settings.gateway.admin_port),
+        "center": (settings.center.admin_host, settings.center.admin_port),
+        "talkroom": (settings.talkroom.admin_host, settings.talkroom.admin_port),
+    }
 
 
 def admin_targets(settings: Settings) -> dict[str, str]:
     """Role name -> admin base URL, as the web role's cluster health sees them.
 
-    ``web.health_targets`` wins when set. Otherwise each role of ``ROLE_NAMES`` with a fixed
-    admin port; wildcard bind addresses are reached over loopback.
+    ``web.health_targets`` wins when set. Otherwise each role of `admin_addresses` with a
+    fixed admin port; wildcard bind addresses are reached over loopback.
     """
     if settings.web.health_targets:
         return {name: url.rstrip("/") for name, url in settings.web.health_targets.items()}
     targets = {}
-    for role in ROLE_NAMES:
-        host, port = admin_address(settings, role)
+    for role, (host, port) in admin_addresses(settings).items():
         if port == 0:
             log.warning("%s.admin_port is 0: the web role cannot find its /healthz", role)
             continue
@@ -216,8 +189,21 @@ def admin_targets(settings: Settings) -> dict[str, str]:
     return targets
 
 
-def build_admin(role: str, server: Any, settings: Settings) -> AdminServer:
-    """The admin app for a started role server (a `Gateway` or a `ServiceServer`)."""
-    host, port = admin_address(settings, role)
-    facts = gateway_facts(server) if role == "gateway" else service_facts(server)
-    return AdminServer(role, server.metrics, host=host, port=port, facts=facts)
+def build_admin(
+    role: str,
+    server: HealthReporter,
+    settings: Settings,
+    *,
+    address: tuple[str, int] | None = None,
+) -> AdminServer:
+    """The admin app of a started server, at ``address`` or the role's `admin_addresses` entry.
+
+    Raises:
+        ValueError: no ``address`` was given and ``role`` has none in the configuration.
+    """
+    if address is None:
+        address = admin_addresses(settings).get(role)
+        if address is None:
+            raise ValueError(f"no admin address configured for {role!r}; pass address=")
+    host, port = address
+    return AdminServer(role, server.metrics, host=host, port=port, facts=server.health_facts)

@@ -163,14 +163,30 @@ def center(config: str | None, loop: LoopName) -> None:
 @_loop_option
 def gateway(config: str | None, loop: LoopName) -> None:
     """Run a gateway (client listeners from gateway.listeners, default TCP 6080, WS 6081)."""
-    from netbus.roles.gateway.gateway import build_gateway
+    from netbus.gateway import build_gateway
 
     settings = _settings(config)
 
     async def factory() -> Any:
+        _warn_split_talkroom(settings)  # once logging is set up
         return build_gateway(settings)
 
     _serve("gateway", settings, loop, factory)
+
+
+def _warn_split_talkroom(settings: Settings) -> None:
+    """The talkroom keeps its one room in one process: several instances need "primary"."""
+    from netbus.protocol.commands import Stype
+
+    for name, route in settings.gateway.services.items():
+        if route.stype == Stype.TalkRoom and len(route.addresses) > 1 and route.policy != "primary":
+            log.warning(
+                "service %s has %d instances with policy %r: its one room would be"
+                ' split; set policy = "primary" (docs/scaling.md)',
+                name,
+                len(route.addresses),
+                route.policy,
+            )
 
 
 @main.command()

@@ -1,7 +1,10 @@
 """Prometheus collectors for one role process, created once and passed to whoever counts.
 
-Labels are bounded: stype/ctype come from the command table, unknown ones are folded into
-``"other"`` so a hostile client cannot create label series at will. Never label by uid.
+Labels are bounded, so a hostile client cannot create label series at will: an stype is
+labelled by its number only once the process knows it (stype 0, the gateway control channel,
+plus what the owner declares with `Metrics.add_stype`: a gateway its configured routes, a
+service process its registered services); ctypes by number in the small ranges the framework
+uses; anything else is folded into ``"other"``. Never label by uid.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from prometheus_client.registry import Collector
 
 __all__ = ["Metrics"]
 
-_KNOWN_STYPES = frozenset({0, 1, 2})
+_CONTROL_STYPE = 0  #: the gateway control channel (docs/protocol.md §7), known everywhere
 _KNOWN_CTYPES = frozenset({*range(0, 16), 10000})
 
 
@@ -86,7 +89,7 @@ class Metrics:
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5),
         )
         self._handler_children: dict[int, Any] = {}
-        self._stypes: set[int] = set(_KNOWN_STYPES)
+        self._stypes: set[int] = {_CONTROL_STYPE}
 
     def add_stype(self, stype: int) -> None:
         """Label ``stype`` by its number (a configured or registered service), not "other"."""

@@ -30,7 +30,17 @@ class Session:
         out_direction: which BUF layouts this session's outgoing bodies use.
     """
 
-    __slots__ = ("codecs", "data", "is_client", "link", "out_direction", "protos", "sid", "uid")
+    __slots__ = (
+        "codecs",
+        "data",
+        "is_client",
+        "key",
+        "link",
+        "out_direction",
+        "protos",
+        "sid",
+        "uid",
+    )
 
     def __init__(
         self,
@@ -47,6 +57,8 @@ class Session:
         self.out_direction = out_direction
         self.codecs = codecs
         self.uid = 0
+        #: a gateway's pre-login utag for this connection (docs/protocol.md §8); 0 elsewhere
+        self.key = 0
         self.protos: dict[int, int] = {}  #: stype -> proto_type last used by this peer
         self.data: dict[str, Any] = {}  #: free slot for services and roles
 

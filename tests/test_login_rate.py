@@ -6,9 +6,9 @@ from pathlib import Path
 
 from netbus.client import Client
 from netbus.config import LimitsConfig, ListenerConfig, ServiceRoute, load_settings
+from netbus.gateway import build_gateway
 from netbus.protocol.commands import GatewayCmd, Stype
 from netbus.roles.center.app import CenterServer
-from netbus.roles.gateway.gateway import build_gateway
 
 
 async def test_login_flood_from_one_ip_is_rate_limited(tmp_path: Path) -> None:

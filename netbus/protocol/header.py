@@ -1,4 +1,4 @@
-"""The 10-byte cmd_buf header (PROTOCOL.md §1): stype, ctype, utag, proto_type, little-endian.
+"""The 10-byte cmd_buf header (docs/protocol.md §1): stype, ctype, utag, proto_type, little-endian.
 
 The gateway touches only this part of a packet: it reads the header, rewrites the utag in
 place and forwards the bytes verbatim, so re-encoding never changes a body in transit.
@@ -16,6 +16,9 @@ __all__ = [
     "HEADER",
     "HEADER_SIZE",
     "MAX_CMD_BUF",
+    "MAX_UID",
+    "PRELOGIN_BIT",
+    "UTAG",
     "UTAG_OFFSET",
     "Header",
     "ProtoType",
@@ -29,11 +32,16 @@ HEADER = struct.Struct("<HHIH")
 HEADER_SIZE = HEADER.size  #: 10 bytes
 UTAG_OFFSET = 4
 MAX_CMD_BUF = 65535 - 2  #: the largest cmd_buf a u16 frame length can carry
-_UTAG = struct.Struct("<I")
+#: the utag field alone (``UTAG.pack_into(cmd_buf, UTAG_OFFSET, utag)`` rewrites it in place)
+UTAG = struct.Struct("<I")
+#: utags with the top bit set are a gateway's pre-login connection keys, never uids
+PRELOGIN_BIT = 0x8000_0000
+#: uids are ``1 .. MAX_UID``, so a uid never has ``PRELOGIN_BIT`` set (docs/protocol.md §8)
+MAX_UID = PRELOGIN_BIT - 1
 
 
 class ProtoType(IntEnum):
-    """Body encoding (PROTOCOL.md §1). Any other value makes the packet malformed."""
+    """Body encoding (docs/protocol.md §1). Any other value makes the packet malformed."""
 
     JSON = 1
     BUF = 2
@@ -73,7 +81,7 @@ def pack_header(stype: int, ctype: int, utag: int, proto_type: int) -> bytes:
 
 
 def read_utag(cmd_buf: bytes | bytearray | memoryview) -> int:
-    utag: int = _UTAG.unpack_from(cmd_buf, UTAG_OFFSET)[0]
+    utag: int = UTAG.unpack_from(cmd_buf, UTAG_OFFSET)[0]
     return utag
 
 
@@ -87,6 +95,6 @@ def write_utag(cmd_buf: bytearray | memoryview, utag: int) -> None:
     if not isinstance(utag, int) or not 0 <= utag <= 0xFFFF_FFFF:
         raise LocalProtocolError(f"utag {utag!r} is not a u32")
     try:
-        _UTAG.pack_into(cmd_buf, UTAG_OFFSET, utag)
+        UTAG.pack_into(cmd_buf, UTAG_OFFSET, utag)
     except struct.error as exc:
         raise LocalProtocolError(f"cannot write utag {utag!r}: {exc}") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from netbus.metrics import Metrics
 from netbus.service.base import Service
@@ -95,6 +96,16 @@ class ServiceServer:
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
+
+    def health_facts(self) -> dict[str, Any]:
+        """``/healthz`` facts (netbus.admin): gateway links, direct sessions, running handlers."""
+        return {
+            "port": self.port,
+            "services": [service.name for service in self.manager.services],
+            "gateway_links": len(self.gateway_host.sessions),
+            "sessions": len(self.client_host.sessions),
+            "pending_handlers": self.manager.pending,
+        }
 
     async def __aenter__(self) -> ServiceServer:
         await self.start()

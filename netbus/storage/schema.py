@@ -36,11 +36,12 @@ from sqlalchemy import (
     text,
 )
 
+from netbus.protocol.header import MAX_UID
+
 __all__ = ["GUEST_KEY_HASH_LENGTH", "MAX_UID", "NAMING_CONVENTION", "metadata", "uinfo"]
 
-#: Largest uid the wire protocol can carry: the gateway reserves the top bit of the u32 utag
-#: for connections that have not logged in yet (PROTOCOL.md §5).
-MAX_UID = 2**31 - 1
+#: MAX_UID (from the header module): the largest uid the wire protocol can carry, since the
+#: gateway reserves the top bit of the u32 utag for connections not logged in (docs/protocol.md §8).
 
 #: Length of the stored guest-key digest (hex of a 32-byte HMAC-SHA256).
 GUEST_KEY_HASH_LENGTH = 64

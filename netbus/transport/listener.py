@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from netbus.config import ListenerConfig, Settings
 from netbus.errors import ConfigError
 from netbus.protocol.header import MAX_CMD_BUF
 from netbus.transport.guard import Guard, ListenerLimits
@@ -17,7 +18,7 @@ from netbus.transport.link import LinkHandler
 from netbus.transport.tcp import TcpLink
 from netbus.transport.ws import WsLink
 
-__all__ = ["Listener", "ListenerSpec", "server_ssl_context", "start_listener"]
+__all__ = ["Listener", "ListenerSpec", "listener_spec", "server_ssl_context", "start_listener"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,29 @@ class ListenerSpec:
     reuse_port: bool = False
     limits: ListenerLimits | None = None  #: None: no caps (trusted peers, e.g. gateways)
     batch_writes: bool = False  #: coalesce writes per loop iteration (trunk links, TCP only)
+
+
+def listener_spec(cfg: ListenerConfig, settings: Settings, max_buffered_out: int) -> ListenerSpec:
+    """The `ListenerSpec` of a configured client listener (``[[gateway.listeners]]`` and the
+    talkroom's standalone ``client_listeners``), with the TLS files of ``[tls]``."""
+    return ListenerSpec(
+        kind=cfg.kind,
+        host=cfg.host,
+        port=cfg.port,
+        is_encrypt=cfg.is_encrypt,
+        certfile=settings.tls.certfile,
+        keyfile=settings.tls.keyfile,
+        max_cmd_buf=cfg.max_cmd_buf,
+        max_buffered_out=max_buffered_out,
+        limits=ListenerLimits(
+            max_connections=cfg.max_connections,
+            max_per_ip=cfg.max_per_ip,
+            idle_timeout=cfg.idle_timeout,
+            rate=cfg.rate,
+            burst=cfg.burst,
+            max_dropped=cfg.max_dropped,
+        ),
+    )
 
 
 def server_ssl_context(certfile: str | None, keyfile: str | None) -> ssl.SSLContext:

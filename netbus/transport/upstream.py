@@ -104,6 +104,10 @@ class Upstream:
         self.reconnects = 0
         self._task: asyncio.Task[None] | None = None
         self._up = asyncio.Event()
+        # Packets and framing errors go from the link straight to the handler: this object
+        # only follows the link's life, so the service -> client path has no relay hop.
+        self.packet_received: Callable[[Link, bytearray], None] = handler.packet_received
+        self.protocol_error: Callable[[Link, ProtocolError], None] = handler.protocol_error
 
     def start(self) -> None:
         if self._task is None:
@@ -170,18 +174,12 @@ class Upstream:
                     return
             link.send_raw(_HEARTBEAT)
 
-    # --------------------------------------------------- LinkHandler, relayed to owner
+    # ------------------------- LinkHandler: the link's life (packets: see __init__)
     def link_opened(self, link: Link) -> None:
         self.link = link  # type: ignore[assignment]
         self.state = LinkState.UP
         self._up.set()
         self.handler.link_opened(link)
-
-    def packet_received(self, link: Link, cmd_buf: bytearray) -> None:
-        self.handler.packet_received(link, cmd_buf)
-
-    def protocol_error(self, link: Link, exc: ProtocolError) -> None:
-        self.handler.protocol_error(link, exc)
 
     def link_closed(self, link: Link, reason: CloseReason) -> None:
         if self.link is link:

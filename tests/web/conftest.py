@@ -19,8 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from netbus.admin import AdminServer, build_admin
 from netbus.config import ListenerConfig, ServiceRoute, Settings, load_settings
+from netbus.gateway import Gateway, build_gateway
 from netbus.roles.center.app import CenterServer
-from netbus.roles.gateway.gateway import Gateway, build_gateway
 from netbus.roles.talkroom.app import build_talkroom
 from netbus.roles.web.app import WebServer
 from netbus.service.server import ServiceServer

@@ -11,11 +11,14 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from netbus.admin import AdminServer, admin_targets
+from netbus.admin import AdminServer, admin_addresses, admin_targets, build_admin
 from netbus.client import Client
 from netbus.config import load_settings
 from netbus.metrics import Metrics
 from netbus.protocol.header import ProtoType
+from netbus.roles.talkroom import TalkroomService
+from netbus.service.server import ServiceServer
+from netbus.testing import FakeClock
 
 from .conftest import Cluster, sample
 
@@ -83,9 +86,11 @@ async def test_metrics_and_health_follow_traffic(cluster: Cluster) -> None:
         _, doc = await cluster.get_json(cluster.admin_url("gateway") + "/healthz")
         assert doc["connections"] == 1
         assert doc["logged_in"] == 1
+        session = cluster.gateway.sessions.by_uid(client.uid)
+        assert session is not None
     finally:
         await client.close()
-    await asyncio.sleep(0.05)  # USER_DISCONNECT reaches the services
+    await session.link.wait_closed()  # the gateway has seen the close and counted it
     after = {role: await cluster.metrics(role) for role in ROLES}
 
     def delta(role: str, name: str, **labels: str) -> float:
@@ -155,6 +160,13 @@ async def test_admin_port_in_use_raises() -> None:
         await second.close()
 
 
+def test_uptime_reads_the_injected_clock() -> None:
+    clock = FakeClock(100.0)
+    admin = AdminServer("x", Metrics("x"), clock=clock)
+    clock.advance(12.25)
+    assert admin.health()[1]["uptime"] == 12.25
+
+
 async def test_failing_facts_answer_500() -> None:
     def facts() -> dict[str, object]:
         raise RuntimeError("boom")
@@ -178,6 +190,24 @@ def test_admin_targets_from_config() -> None:
     assert admin_targets(wildcard)["gateway"] == "http://127.0.0.1:9080"
     explicit = load_settings(web={"health_targets": {"gw2": "http://10.0.0.2:9080/"}})
     assert admin_targets(explicit) == {"gw2": "http://10.0.0.2:9080"}
+
+
+async def test_any_server_can_have_an_admin_app() -> None:
+    """No switch on role names: a server reports its facts, its address comes from a map."""
+    settings = load_settings()
+    assert admin_addresses(settings) == {
+        "gateway": ("127.0.0.1", 9080),
+        "center": ("127.0.0.1", 9086),
+        "talkroom": ("127.0.0.1", 9084),
+    }
+    server = ServiceServer([TalkroomService()], name="custom")
+    with pytest.raises(ValueError, match="custom"):
+        build_admin("custom", server, settings)
+    async with server, build_admin("custom", server, settings, address=("127.0.0.1", 0)) as app:
+        status, doc = app.health()
+        assert status == 200 and doc["role"] == "custom"
+        assert doc["port"] == server.port and doc["services"] == ["talkroom"]
+        assert doc["gateway_links"] == 0 and app.port > 0
 
 
 def _samples(text: str, name: str) -> list[Sample]:

@@ -1,48 +1,45 @@
 """The gateway: holds every client connection and routes raw cmd_bufs to services and back.
 
 Per packet the gateway reads only the 10-byte header and rewrites the utag in place; bodies
-travel verbatim. The one body it reads is the Auth GUEST_LOGIN reply, to learn the uid.
+travel verbatim. The one body it reads is the auth service's GUEST_LOGIN reply, to learn the
+uid (logins.py).
+
+Client side: `Gateway` is the `LinkHandler` of its client listeners (each behind its
+`Guard`). `Gateway.packet_received` checks the header, tags the packet with the user's uid or
+the connection's pre-login key, picks the service instance (routing.py) and writes the same
+bytes to that instance's link.
+
+Service side: each configured instance is an `Upstream`. Its link reports packets straight to
+`Gateway.from_service`, which finds the connection by utag, clears the utag and hands the
+packet to the login strategy chosen at construction (`Logins.to_client`). When a link opens
+or closes, the route's live set changes and the users it moved are told (notices.py).
 
 Ordering guarantee: USER_DISCONNECT for a uid is written to every service link before any
 later packet tagged with that uid, because both go through the same ordered TCP links and
 the gateway writes the notice synchronously when the connection ends or is kicked.
-
-Logins. Alone (no ``[redis] url``), a gateway binds a uid synchronously, in the same callback
-that reads the GUEST_LOGIN reply (`Gateway.bind_login`). With the Redis registry the claim is
-a round trip, run by `LoginClaims` (logins.py), which then calls `bind_login` or refuses.
-
-The rest of the package: routing.py (pre-login keys, the instances behind each stype),
-login_rate.py (the per-IP GUEST_LOGIN limit), logins.py (registry claims), service_links.py
-(the service links' handler and the notices users get when instances come and go).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import struct
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from netbus.config import GatewayConfig, Settings, parse_address
+from netbus.config import GatewayConfig, parse_address
 from netbus.errors import ProtocolError
+from netbus.gateway.login_rate import LoginRateLimit
+from netbus.gateway.logins import Logins, make_logins
+from netbus.gateway.notices import failover_notices
+from netbus.gateway.routing import Policy, PreloginKeys, Route
 from netbus.log import conn_context
 from netbus.metrics import Metrics
-from netbus.protocol.commands import (
-    CODECS,
-    USER_DISCONNECT,
-    AuthCmd,
-    Direction,
-    GatewayCmd,
-    Stype,
-)
-from netbus.protocol.header import HEADER, UTAG_OFFSET, ProtoType
+from netbus.protocol.commands import CODECS, USER_DISCONNECT, AuthCmd, Direction, GatewayCmd
+from netbus.protocol.header import HEADER, PRELOGIN_BIT, UTAG, UTAG_OFFSET, ProtoType
 from netbus.registry.base import Registry
 from netbus.registry.local import LocalRegistry
-from netbus.roles.gateway.login_rate import LoginRateLimit
-from netbus.roles.gateway.logins import LoginClaims, login_uid
-from netbus.roles.gateway.routing import PRELOGIN_BIT, PreloginKeys, ServiceRoute, is_prelogin
-from netbus.roles.gateway.service_links import ServiceLinks
 from netbus.session import Session, SessionTable
 from netbus.transport.link import Link
 from netbus.transport.listener import Listener, ListenerSpec, start_listener
@@ -53,19 +50,37 @@ __all__ = ["GATEWAY_ONLY_CTYPES", "Gateway"]
 
 log = logging.getLogger("netbus.gateway")
 
-#: ctypes a client may never send: gateway -> service notices (docs/protocol.md)
+#: ctypes a client may never send: gateway -> service notices (docs/protocol.md §6.3)
 GATEWAY_ONLY_CTYPES = range(10000, 11000)
-_UTAG = struct.Struct("<I")
+_CONTROL = 0  #: the gateway control channel's stype (docs/protocol.md §7)
+_JSON = int(ProtoType.JSON)
+_BUF = int(ProtoType.BUF)
+_GUEST_LOGIN = int(AuthCmd.GUEST_LOGIN)
+_RELOGIN = int(AuthCmd.RELOGIN)
+_HEARTBEAT = int(GatewayCmd.HEARTBEAT)
+
+
+@dataclass(frozen=True, slots=True)
+class _LinkEvents:
+    """A `LinkHandler` made of four callables: the gateway's service side, for `Upstream`."""
+
+    link_opened: Callable[[Link], None]
+    packet_received: Callable[[Link, bytearray], None]
+    link_closed: Callable[[Link, CloseReason], None]
+    protocol_error: Callable[[Link, ProtocolError], None]
 
 
 class Gateway:
-    """Client listeners + one `ServiceRoute` per configured service.
+    """Client listeners, and one `Route` of `Upstream` links per configured service.
 
     Args:
+        cfg: the ``[gateway]`` section: id, services (routes), limits, auth stype.
         listeners: client listeners (TCP/WS, plain or TLS).
-        routes: service name -> (stype, ["host:port", ...]).
+        metrics: the process's collectors (a new set by default).
         registry: who is logged in where; default a `LocalRegistry` of this gateway alone.
         claim_timeout: seconds a login may wait for a remote registry before SYSTEM_ERROR.
+        clock: monotonic seconds for the login limit and claim bookkeeping (tests pass a
+            fake); listener limits use the loop's clock.
     """
 
     def __init__(
@@ -76,27 +91,36 @@ class Gateway:
         metrics: Metrics | None = None,
         registry: Registry | None = None,
         claim_timeout: float = 1.5,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cfg = cfg
         self.id = cfg.id
-        self.login_rate = LoginRateLimit(cfg.limits)
+        self.auth_stype = cfg.auth_stype
         self.metrics = metrics or Metrics("gateway")
+        self.login_rate = LoginRateLimit(cfg.limits, clock=clock)
         self.sessions = SessionTable()
-        self.logins = LoginClaims(
-            self,
-            registry if registry is not None else LocalRegistry(cfg.id),
-            claim_timeout=claim_timeout,
-        )
-        #: the synchronous in-process registry, or None when claims are remote round trips
-        self._local = self.logins.local
         self.keys = PreloginKeys()
         self._by_key: dict[int, Session] = {}
-        self._listener_specs = list(listeners)
+        self.logins: Logins = make_logins(
+            self,
+            registry if registry is not None else LocalRegistry(cfg.id),
+            auth_stype=cfg.auth_stype,
+            metrics=self.metrics,
+            claim_timeout=claim_timeout,
+            clock=clock,
+        )
+        self._to_client = self.logins.to_client
+        self.listener_specs = tuple(listeners)  #: the client listeners, started by `start`
         self._servers: list[Listener] = []
         self.ports: list[int] = []
-        self.auth_stype = cfg.auth_stype
-        self.routes: dict[int, ServiceRoute] = {}
-        self.service_links = ServiceLinks(self)
+        service_side = _LinkEvents(
+            self._service_link_opened,
+            self.from_service,
+            self._service_link_closed,
+            self._service_protocol_error,
+        )
+        self.routes: dict[int, Route[Upstream]] = {}
+        self._route_of: dict[Upstream, Route[Upstream]] = {}
         for name, route_cfg in cfg.services.items():
             upstreams = []
             for address in route_cfg.addresses:
@@ -105,33 +129,25 @@ class Gateway:
                     Upstream(
                         host,
                         port,
-                        self.service_links,
+                        service_side,
                         name=f"{name}@{address}",
                         heartbeat=cfg.heartbeat_interval,
                     )
                 )
             self.metrics.add_stype(route_cfg.stype)
-            self.routes[route_cfg.stype] = ServiceRoute(
-                name, route_cfg.stype, upstreams, policy=route_cfg.policy
-            )
-            shared_state = route_cfg.stype == Stype.TalkRoom and len(upstreams) > 1
-            if shared_state and route_cfg.policy != "primary":
-                log.warning(
-                    "service %s has %d instances with policy %r: its one room would be"
-                    ' split; set policy = "primary" (docs/scaling.md)',
-                    name,
-                    len(upstreams),
-                    route_cfg.policy,
-                )
+            route = Route(name, route_cfg.stype, upstreams, policy=Policy(route_cfg.policy))
+            self.routes[route_cfg.stype] = route
+            for upstream in upstreams:
+                self._route_of[upstream] = route
 
     # ------------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         await self.logins.start()
         for route in self.routes.values():
-            for upstream in route.upstreams:
+            for upstream in route.instances:
                 self.metrics.link_up.labels(upstream.name).set(0)
                 upstream.start()
-        for spec in self._listener_specs:
+        for spec in self.listener_specs:
             server = await start_listener(spec, self)
             self._servers.append(server)
             port = server.sockets[0].getsockname()[1]
@@ -142,7 +158,7 @@ class Gateway:
     async def wait_services_up(self) -> None:
         """Until every configured service instance is linked (tests, `netbus up`)."""
         for route in self.routes.values():
-            for upstream in route.upstreams:
+            for upstream in route.instances:
                 await upstream.wait_up()
 
     async def close(self, *, drain_timeout: float = 5.0) -> None:
@@ -153,7 +169,7 @@ class Gateway:
         for session in self.sessions:
             proto = next(reversed(session.protos.values()), ProtoType.JSON)
             session.send_cmd(
-                Stype.Gateway,
+                _CONTROL,
                 GatewayCmd.SHUTDOWN,
                 {"reason": "gateway shutting down"},
                 proto_type=proto,
@@ -169,7 +185,7 @@ class Gateway:
                     link.close(CloseReason.SHUTDOWN_DEADLINE, abort=True)
         await self.logins.drain()  # claims in flight end, releases get a moment to land
         for route in self.routes.values():
-            for upstream in route.upstreams:
+            for upstream in route.instances:
                 await upstream.close()
         for server in self._servers:
             await server.wait_closed()
@@ -183,49 +199,24 @@ class Gateway:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def get_client_session(self, utag: int) -> Session | None:
-        """The connection a utag routes to: a pre-login key or a uid."""
-        if is_prelogin(utag):
-            return self._by_key.get(utag)
-        return self.sessions.by_uid(utag)
-
-    def get_service_session(self, stype: int, utag: int = 0) -> Upstream | None:
-        """The live upstream that ``utag``'s packets for ``stype`` go to (None if none is up)."""
-        route = self.routes.get(stype)
-        return route.pick(utag) if route is not None else None
-
-    # ------------------------------------------- the registry, held by `self.logins`
-    @property
-    def registry(self) -> Registry:
-        return self.logins.registry
-
-    @property
-    def claim_timeout(self) -> float:
-        return self.logins.claim_timeout
-
-    @claim_timeout.setter
-    def claim_timeout(self, value: float) -> None:
-        self.logins.claim_timeout = value
-
-    @property
-    def _claims(self) -> dict[int, asyncio.Task[None]]:
-        return self.logins.claims
-
-    @property
-    def _recent_kicks(self) -> dict[tuple[int, int], float]:
-        return self.logins.recent_kicks
-
-    def _conn_id(self, session: Session) -> str:
-        return self.logins.conn_id(session)
-
-    def _kick_conn(self, uid: int, conn: str) -> None:
-        self.logins.kick_conn(uid, conn)
+    def health_facts(self) -> dict[str, Any]:
+        """``/healthz`` facts (netbus.admin): each service link up/down, connections, users."""
+        services = {
+            route.name: {u.name: "up" if u.is_up else "down" for u in route.instances}
+            for route in self.routes.values()
+        }
+        return {
+            "id": self.id,
+            "ports": list(self.ports),
+            "services": services,
+            "connections": len(self.sessions),
+            "logged_in": self.sessions.logged_in,
+        }
 
     # ----------------------------------------------------------- client link handler
     def link_opened(self, link: Link) -> None:
         session = self.sessions.add(link, is_client=True)
-        key = self.keys.allocate()
-        session.data["key"] = key
+        session.key = key = self.keys.allocate()
         self._by_key[key] = session
         self.metrics.connections.labels(link.kind).inc()
         self.metrics.connections_total.labels(link.kind).inc()
@@ -239,7 +230,7 @@ class Gateway:
         self.metrics.connections.labels(link.kind).dec()
         if reason is CloseReason.SLOW_CONSUMER:
             self.metrics.dropped.labels("slow_consumer").inc()
-        key = session.data["key"]
+        key = session.key
         self._by_key.pop(key, None)
         self.keys.release(key)
         if session.uid and self.sessions.by_uid(session.uid) is session:
@@ -251,13 +242,13 @@ class Gateway:
         session: Session = link.owner
         metrics = self.metrics
         stype, ctype, _utag, proto_type = HEADER.unpack_from(cmd_buf)  # links ensure >= 10 bytes
-        if proto_type != ProtoType.JSON and proto_type != ProtoType.BUF:
+        if proto_type != _JSON and proto_type != _BUF:
             metrics.protocol_errors.labels("bad_proto_type").inc()
             link.stats.protocol_errors += 1
             link.close(CloseReason.PROTOCOL_ERROR, "bad_proto_type", abort=link.kind == "tcp")
             return
         metrics.packet("in", stype, ctype, len(cmd_buf))
-        if stype == Stype.Gateway:
+        if stype == _CONTROL:
             self._control(session, ctype, proto_type, cmd_buf)
             return
         if ctype in GATEWAY_ONLY_CTYPES:
@@ -268,24 +259,25 @@ class Gateway:
             metrics.dropped.labels("login_required").inc()
             self.notice(session, GatewayCmd.LOGIN_REQUIRED, stype, ctype, proto_type)
             return
-        if (
-            stype == self.auth_stype
-            and ctype == AuthCmd.GUEST_LOGIN
-            and not self.login_rate.allow(link)
-        ):
+        if ctype == _GUEST_LOGIN and stype == self.auth_stype and not self.login_rate.allow(link):
             metrics.logins.labels("rate_limited").inc()
             body = {"dropped": 1}
-            session.send_cmd(Stype.Gateway, GatewayCmd.RATE_LIMITED, body, proto_type=proto_type)
+            session.send_cmd(_CONTROL, GatewayCmd.RATE_LIMITED, body, proto_type=proto_type)
             return
         route = self.routes.get(stype)
-        utag = uid or session.data["key"]
-        upstream = route.pick(utag) if route is not None else None
+        if route is None:
+            metrics.dropped.labels("service_unavailable").inc()
+            self.notice(session, GatewayCmd.SERVICE_UNAVAILABLE, stype, ctype, proto_type)
+            return
+        # Remembered even when the service is down: it is told when the service is back.
+        session.protos[stype] = proto_type
+        utag = uid or session.key
+        upstream = route.pick(utag)
         if upstream is None:
             metrics.dropped.labels("service_unavailable").inc()
             self.notice(session, GatewayCmd.SERVICE_UNAVAILABLE, stype, ctype, proto_type)
             return
-        _UTAG.pack_into(cmd_buf, UTAG_OFFSET, utag)
-        session.protos[stype] = proto_type
+        UTAG.pack_into(cmd_buf, UTAG_OFFSET, utag)
         if not upstream.send_raw(cmd_buf):
             metrics.dropped.labels("service_unavailable").inc()
             self.notice(session, GatewayCmd.SERVICE_UNAVAILABLE, stype, ctype, proto_type)
@@ -293,33 +285,34 @@ class Gateway:
     def _control(self, session: Session, ctype: int, proto_type: int, cmd_buf: bytearray) -> None:
         if ctype == GatewayCmd.HEARTBEAT:
             try:
-                CODECS.decode_body(cmd_buf, 0, ctype, proto_type, Direction.TO_SERVER)
+                CODECS.decode_body(cmd_buf, _CONTROL, ctype, proto_type, Direction.TO_SERVER)
             except ProtocolError as exc:
                 self.metrics.protocol_errors.labels(exc.kind).inc()
                 return
-            session.send_cmd(Stype.Gateway, GatewayCmd.HEARTBEAT, None, proto_type=proto_type)
+            session.send_cmd(_CONTROL, GatewayCmd.HEARTBEAT, None, proto_type=proto_type)
         else:
             self.metrics.dropped.labels("unknown_control").inc()
 
     def notice(
         self, session: Session, notice: GatewayCmd, stype: int, ctype: int, proto_type: int
     ) -> None:
-        """Tell ``session`` about a packet or a service it could not reach (docs/protocol.md)."""
+        """Tell ``session`` about a packet or a service it could not reach (docs/protocol.md §7)."""
         body = {"stype": stype, "ctype": ctype}
-        session.send_cmd(Stype.Gateway, notice, body, proto_type=proto_type)
+        session.send_cmd(_CONTROL, notice, body, proto_type=proto_type)
 
-    # ----------------------------------------------------------------- users and uids
+    # -------------------------------------------------- users and uids (`LoginHost`)
     def _user_left(self, uid: int) -> None:
         """USER_DISCONNECT(uid) to every service instance, before anything else of uid."""
         for stype, route in self.routes.items():
-            cmd_buf = bytearray(
-                CODECS.encode(stype, USER_DISCONNECT, None, utag=uid, direction=Direction.TO_SERVER)
-            )
-            for upstream in route.upstreams:
+            cmd_buf = _user_disconnect(stype, uid)
+            for upstream in route.instances:
                 upstream.send_raw(cmd_buf)
 
     def bind_login(self, session: Session, uid: int) -> None:
-        """Make ``session`` the one live connection of ``uid``; kick any older one."""
+        """Make ``session`` the one live connection of ``uid`` here; kick any older one.
+
+        The registry claim is the login strategy's (logins.py); this only rebinds.
+        """
         if session.closed or session.uid == uid:
             return
         if session.uid:  # a second login on one connection, as another account
@@ -330,15 +323,13 @@ class Gateway:
         previous = self.sessions.by_uid(uid)
         if previous is not None and previous is not session:
             self.kick(previous, uid)
-        if self._local is not None:  # in-process: kicks other gateways of this process at once
-            self._local.claim_nowait(uid, self.logins.conn_id(session))
         self.sessions.bind_uid(session, uid)
         self.metrics.logins.labels("ok").inc()
 
     def kick(self, session: Session, uid: int) -> None:
         """RELOGIN to the older connection, USER_DISCONNECT to services, then close it."""
         proto = session.protos.get(self.auth_stype, ProtoType.JSON)
-        session.send_cmd(Stype.Auth, AuthCmd.RELOGIN, None, proto_type=proto)
+        session.send_cmd(self.auth_stype, _RELOGIN, None, proto_type=proto)
         self._user_left(uid)
         self.sessions.unbind_uid(session)
         session.close(CloseReason.RELOGIN)
@@ -349,52 +340,56 @@ class Gateway:
             extra=conn_context(session),
         )
 
-    def login_reply(self, session: Session, cmd_buf: bytearray, proto_type: int) -> None:
-        uid = login_uid(cmd_buf, proto_type, self.metrics)
-        if uid:
-            self.bind_login(session, uid)
-
     # --------------------------------------------------------------- service side
     def from_service(self, link: Link, cmd_buf: bytearray) -> None:
+        """A packet from a service instance: to the connection its utag names."""
         stype, ctype, utag, proto_type = HEADER.unpack_from(cmd_buf)  # links ensure >= 10 bytes
-        if proto_type != ProtoType.JSON and proto_type != ProtoType.BUF:
+        if proto_type != _JSON and proto_type != _BUF:
             self.metrics.protocol_errors.labels("service_bad_proto_type").inc()
             log.error("packet with proto_type %d from service link %s", proto_type, link.peer)
             return
         session = self._by_key.get(utag) if utag >= PRELOGIN_BIT else self.sessions.by_uid(utag)
         if session is None:
+            if stype == _CONTROL and ctype == _HEARTBEAT:
+                return  # the echo of the link heartbeat (`Upstream`): liveness, not a drop
             self.metrics.dropped.labels("no_route").inc()
             return
-        _UTAG.pack_into(cmd_buf, UTAG_OFFSET, 0)  # in place: players never see utags
-        if self._local is None:
-            self.logins.to_client(session, stype, ctype, proto_type, cmd_buf)
+        UTAG.pack_into(cmd_buf, UTAG_OFFSET, 0)  # in place: players never see utags
+        self._to_client(session, stype, ctype, proto_type, cmd_buf)
+
+    def _service_protocol_error(self, link: Link, exc: ProtocolError) -> None:
+        self.metrics.protocol_errors.labels("service_" + exc.kind).inc()
+        log.error("service link %s broke framing: %s", link.peer, exc)
+
+    def _service_link_opened(self, link: Link) -> None:
+        self._live_changed(link.owner, True)
+
+    def _service_link_closed(self, link: Link, reason: CloseReason) -> None:
+        self._live_changed(link.owner, False)
+
+    def _live_changed(self, upstream: Upstream, up: bool) -> None:
+        """``upstream``'s link went up or down: metrics, the live set, then notices."""
+        metrics = self.metrics
+        metrics.link_up.labels(upstream.name).set(1 if up else 0)
+        if up and upstream.reconnects:
+            metrics.reconnects.labels(upstream.name).inc()
+        route = self._route_of[upstream]
+        before, after = route.set_live(upstream, up)
+        if before == after:
             return
-        if stype == self.auth_stype and ctype == AuthCmd.GUEST_LOGIN:
-            self.login_reply(session, cmd_buf, proto_type)
-        self.metrics.packet("out", stype, ctype, len(cmd_buf))
-        session.link.send_raw(cmd_buf)  # utag already cleared: no copy in Session.send_raw
+        stype = route.stype
+        notices = failover_notices(stype, self.sessions, before, after, route.choose)
+        for uid, instance in notices.disconnect:
+            instance.send_raw(_user_disconnect(stype, uid))
+        for session in notices.unavailable:
+            proto = session.protos.get(stype, _JSON)
+            self.notice(session, GatewayCmd.SERVICE_UNAVAILABLE, stype, 0, proto)
+        for session in notices.available:
+            proto = session.protos.get(stype, _JSON)
+            self.notice(session, GatewayCmd.SERVICE_AVAILABLE, stype, 0, proto)
 
-    def service_link_changed(self, upstream: Upstream, up: bool) -> None:
-        """``upstream``'s link went up or down (`ServiceLinks.changed`)."""
-        self.service_links.changed(upstream, up)
 
-
-def build_gateway(settings: Settings, **kwargs: Any) -> Gateway:
-    from netbus.roles.talkroom.app import listener_spec
-
-    cfg = settings.gateway
-    specs = [listener_spec(c, settings, cfg.limits.max_buffered_out) for c in cfg.listeners]
-    redis_cfg = settings.redis
-    if redis_cfg.url and "registry" not in kwargs:
-        from netbus.registry.redis import RedisRegistry
-
-        kwargs["registry"] = RedisRegistry(
-            redis_cfg.url,
-            cfg.id,
-            prefix=redis_cfg.prefix,
-            lease=redis_cfg.lease,
-            refresh_interval=redis_cfg.refresh_interval,
-            timeout=redis_cfg.timeout,
-        )
-        kwargs.setdefault("claim_timeout", redis_cfg.timeout)
-    return Gateway(cfg, specs, **kwargs)
+def _user_disconnect(stype: int, uid: int) -> bytearray:
+    return bytearray(
+        CODECS.encode(stype, USER_DISCONNECT, None, utag=uid, direction=Direction.TO_SERVER)
+    )
