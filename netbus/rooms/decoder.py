@@ -1,0 +1,513 @@
+"""StateDecoder: rebuilds a room state from state-sync messages and fires change callbacks.
+
+The client side of docs/state-sync.md, used by the Python client (``netbus.js`` has its twin,
+``roomstate.js``). It needs no schema of its own: every full state starts with the schema
+table. Decoded structs are `RemoteStruct` objects (attribute access), lists and dicts are
+`RemoteList`/`RemoteDict` (plain list and dict subclasses). Treat them as read-only: the next
+patch assumes the state the server sent.
+
+Malformed input raises `ProtocolError` (kind ``"bad_state"``) and nothing else. A message is
+applied op by op, so after an error the state is half-updated: the decoder refuses everything
+but a new full state (RESET) from then on, and the client should ask for one (rejoin).
+
+Callbacks fire after the message that caused them has been applied in full, in op order, so a
+callback always sees a consistent state (both x and y of a move). An exception raised by a
+callback propagates out of `StateDecoder.apply` after the state is applied; the remaining
+callbacks of that message are skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from netbus.errors import ProtocolError
+from netbus.rooms.wire import (
+    BAD_STATE,
+    FLAG_END,
+    FLAG_RESET,
+    FLAGS_KNOWN,
+    MAX_FIELDS,
+    MAX_NAME_BYTES,
+    MAX_TYPES,
+    NULLABLE,
+    OP_CLEAR,
+    OP_DEL,
+    OP_FIELDS,
+    OP_INSERT,
+    OP_NULL,
+    OP_PUSH,
+    OP_PUT,
+    OP_REPLACE,
+    OP_SELECT,
+    StateReader,
+    TypeCode,
+)
+
+__all__ = [
+    "DEFAULT_MAX_NODES",
+    "RemoteDict",
+    "RemoteList",
+    "RemoteStruct",
+    "StateDecoder",
+    "to_plain",
+]
+
+DEFAULT_MAX_NODES = 1 << 20  #: structs, lists and dicts one decoder holds at most
+
+Callback = Callable[..., Any]
+_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+_ZERO: dict[int, Any] = {
+    TypeCode.BOOL: False,
+    TypeCode.INT: 0,
+    TypeCode.F64: 0.0,
+    TypeCode.F32: 0.0,
+    TypeCode.STR: "",
+}
+_PRIMS = frozenset(_ZERO)
+
+
+class _Desc:
+    """A decoded type: code, nullable, struct index, element and key type."""
+
+    __slots__ = ("code", "elem", "key", "nullable", "struct")
+
+    def __init__(self, code: int, nullable: bool, struct: int, elem: _Desc | None, key: int):
+        self.code = code
+        self.nullable = nullable
+        self.struct = struct
+        self.elem = elem
+        self.key = key
+
+
+class _Type:
+    __slots__ = ("defaults", "descs", "name", "names")
+
+    def __init__(self, name: str, names: list[str], descs: list[_Desc]) -> None:
+        self.name = name
+        self.names = names
+        self.descs = descs
+        self.defaults = {
+            n: (None if d.nullable or d.code not in _PRIMS else _ZERO[d.code])
+            for n, d in zip(names, descs, strict=True)
+        }
+
+
+class _Node:
+    """One decoded struct, list or dict: its wire id, type and listeners."""
+
+    __slots__ = ("desc", "listeners", "ref", "type", "value")
+
+    def __init__(self, ref: int, desc: _Desc, type_: _Type | None, value: Any) -> None:
+        self.ref = ref
+        self.desc = desc
+        self.type = type_
+        self.value = value
+        self.listeners: dict[str, list[Callback]] | None = None
+
+
+class RemoteStruct:
+    """A decoded struct: its fields are attributes (``player.x``)."""
+
+    __slots__ = ("__dict__", "_nb_node")
+    _nb_node: _Node
+
+    def __repr__(self) -> str:
+        name = self._nb_node.type.name if self._nb_node.type else "?"
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.__dict__.items())
+        return f"{name}({fields})"
+
+
+class RemoteList(list[Any]):
+    """A decoded list (read-only by convention)."""
+
+    __slots__ = ("_nb_node",)
+    _nb_node: _Node
+
+
+class RemoteDict(dict[Any, Any]):
+    """A decoded dict (read-only by convention)."""
+
+    __slots__ = ("_nb_node",)
+    _nb_node: _Node
+
+
+_REMOTE = (RemoteStruct, RemoteList, RemoteDict)
+
+
+def to_plain(value: Any) -> Any:
+    """Decoded state -> plain dicts and lists (struct fields become dict keys)."""
+    if isinstance(value, RemoteStruct):
+        return {k: to_plain(v) for k, v in value.__dict__.items()}
+    if isinstance(value, list):
+        return [to_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    return value
+
+
+class StateDecoder:
+    """Applies state-sync messages in order; `state` is the rebuilt root (None before)."""
+
+    def __init__(self, *, max_nodes: int = DEFAULT_MAX_NODES) -> None:
+        self.max_nodes = max_nodes
+        self.state: RemoteStruct | None = None
+        self.seq = 0  #: patch number of the last message applied
+        self.complete = False  #: the last message ended a full state or patch
+        self._types: list[_Type] = []
+        self._refs: dict[int, _Node] = {}
+        self._broken = True  # nothing to patch until the first full state
+        self._events: list[tuple[list[Callback], tuple[Any, ...]]] = []
+        self._on_patch: list[Callback] = []
+        self._on_reset: list[Callback] = []
+        self._resetting = False
+
+    # ------------------------------------------------------------------------- callbacks
+
+    def listen(self, obj: Any, field: str, callback: Callback) -> Callable[[], None]:
+        """``callback(value, previous)`` whenever ``obj.<field>`` changes."""
+        node = self._node_of(obj, RemoteStruct)
+        assert node.type is not None
+        if field not in node.type.names:
+            raise AttributeError(f"{node.type.name} has no synced field {field!r}")
+        return self._add(node, field, callback)
+
+    def on_add(
+        self, coll: Any, callback: Callback, *, immediate: bool = True
+    ) -> Callable[[], None]:
+        """``callback(item, key)`` for each item added to a list or dict (and, with
+        ``immediate``, for the items already there)."""
+        node = self._node_of(coll, (RemoteList, RemoteDict))
+        if immediate:
+            items = coll.items() if isinstance(coll, dict) else enumerate(coll)
+            for key, item in list(items):
+                callback(item, key)
+        return self._add(node, "+", callback)
+
+    def on_remove(self, coll: Any, callback: Callback) -> Callable[[], None]:
+        """``callback(item, key)`` for each item removed from a list or dict."""
+        return self._add(self._node_of(coll, (RemoteList, RemoteDict)), "-", callback)
+
+    def on_change(self, coll: Any, callback: Callback) -> Callable[[], None]:
+        """``callback(item, key, previous)`` when a list index or dict key gets a new value."""
+        return self._add(self._node_of(coll, (RemoteList, RemoteDict)), "=", callback)
+
+    def on_patch(self, callback: Callback) -> Callable[[], None]:
+        """``callback(seq)`` after the last message of each patch."""
+        self._on_patch.append(callback)
+        return lambda: _discard(self._on_patch, callback)
+
+    def on_reset(self, callback: Callback) -> Callable[[], None]:
+        """``callback(state)`` after a full state (join, resync): attach listeners here."""
+        self._on_reset.append(callback)
+        return lambda: _discard(self._on_reset, callback)
+
+    @staticmethod
+    def _node_of(obj: Any, kinds: Any) -> _Node:
+        if not isinstance(obj, kinds):
+            raise TypeError(f"not a decoded state object: {type(obj).__name__}")
+        node: _Node = obj._nb_node
+        return node
+
+    @staticmethod
+    def _add(node: _Node, key: str, callback: Callback) -> Callable[[], None]:
+        if node.listeners is None:
+            node.listeners = {}
+        bucket = node.listeners.setdefault(key, [])
+        bucket.append(callback)
+        return lambda: _discard(bucket, callback)
+
+    def _event(self, node: _Node, key: str, *args: Any) -> None:
+        if node.listeners is not None:
+            bucket = node.listeners.get(key)
+            if bucket:
+                self._events.append((bucket, args))
+
+    # ----------------------------------------------------------------------------- apply
+
+    def apply(self, data: bytes | bytearray | memoryview) -> None:
+        """Apply one message (a state message's body).
+
+        Raises:
+            ProtocolError: malformed message (kind ``"bad_state"``); see the module docstring.
+        """
+        buf = bytes(data)
+        reader = StateReader(buf)
+        self._events = []
+        try:
+            flags = reader.u8()
+            if flags & ~FLAGS_KNOWN:
+                raise reader.fail(f"unknown flags {flags:#04x}")
+            seq = reader.uvarint()
+            if flags & FLAG_RESET:
+                self._begin_reset(reader)
+            elif self._broken:
+                raise reader.fail("no state to patch: a full state (RESET) must come first")
+            self._ops(reader)
+        except ProtocolError:
+            self._broken = True
+            self._events = []
+            raise
+        except RecursionError:  # pragma: no cover - freeing is iterative; defensive
+            self._broken = True
+            raise ProtocolError(BAD_STATE, "state nested too deeply") from None
+        self.seq = seq
+        self.complete = bool(flags & FLAG_END)
+        events, self._events = self._events, []
+        for bucket, args in events:
+            for callback in list(bucket):
+                callback(*args)
+        if self.complete:
+            if self._resetting:
+                self._resetting = False
+                for callback in list(self._on_reset):
+                    callback(self.state)
+            for callback in list(self._on_patch):
+                callback(seq)
+
+    # ------------------------------------------------------------------------ full state
+
+    def _begin_reset(self, reader: StateReader) -> None:
+        self._types = self._schema(reader)
+        self._refs = {}
+        self._resetting = True
+        self._broken = False
+        root_desc = _Desc(TypeCode.STRUCT, False, 0, None, 0)
+        self.state = self._create(reader, 0, root_desc)
+
+    def _schema(self, reader: StateReader) -> list[_Type]:
+        count = reader.uvarint()
+        if not 1 <= count <= MAX_TYPES:
+            raise reader.fail(f"{count} types in the schema table")
+        types = []
+        for _ in range(count):
+            name = self._name(reader)
+            nfields = reader.uvarint()
+            if nfields > MAX_FIELDS:
+                raise reader.fail(f"{nfields} fields in type {name}")
+            names: list[str] = []
+            descs = []
+            for _ in range(nfields):
+                field = self._name(reader)
+                if field in names:
+                    raise reader.fail(f"duplicate field {field} in type {name}")
+                names.append(field)
+                descs.append(self._type(reader, count, top=True))
+            types.append(_Type(name, names, descs))
+        return types
+
+    @staticmethod
+    def _name(reader: StateReader) -> str:
+        name = reader.string(MAX_NAME_BYTES)
+        if not name or not name[0].isascii() or not name[0].isalpha() or set(name) - _NAME_CHARS:
+            raise reader.fail(f"bad name {name!r}")
+        return name
+
+    def _type(self, reader: StateReader, ntypes: int, *, top: bool) -> _Desc:
+        head = reader.u8()
+        code, nullable = head & 0x3F, bool(head & NULLABLE)
+        if head & 0x80 or not TypeCode.BOOL <= code <= TypeCode.DICT:
+            raise reader.fail(f"bad type byte {head:#04x}")
+        if code == TypeCode.STRUCT:
+            index = reader.uvarint()
+            if index >= ntypes:
+                raise reader.fail(f"struct type {index} out of range")
+            return self._checked(reader, _Desc(code, nullable, index, None, 0), top)
+        if code in (TypeCode.LIST, TypeCode.DICT):
+            if nullable or not top:
+                raise reader.fail("a list or dict cannot be nullable or an element")
+            key = 0
+            if code == TypeCode.DICT:
+                key = reader.u8()
+                if key not in (TypeCode.INT, TypeCode.STR):
+                    raise reader.fail(f"bad dict key type {key}")
+            elem = self._type(reader, ntypes, top=False)
+            return _Desc(code, False, 0, elem, key)
+        return self._checked(reader, _Desc(code, nullable, 0, None, 0), top)
+
+    @staticmethod
+    def _checked(reader: StateReader, desc: _Desc, top: bool) -> _Desc:
+        if desc.nullable and not top:
+            raise reader.fail("list and dict elements cannot be nullable")
+        return desc
+
+    # ------------------------------------------------------------------------------- ops
+
+    def _create(self, reader: StateReader, ref: int, desc: _Desc) -> Any:
+        refs = self._refs
+        if ref in refs:
+            raise reader.fail(f"node {ref} already exists")
+        if len(refs) >= self.max_nodes:
+            raise reader.fail(f"more than {self.max_nodes} nodes")
+        value: Any
+        type_ = None
+        if desc.code == TypeCode.STRUCT:
+            type_ = self._types[desc.struct]
+            value = RemoteStruct()
+            value.__dict__.update(type_.defaults)
+        elif desc.code == TypeCode.LIST:
+            value = RemoteList()
+        else:
+            value = RemoteDict()
+        node = _Node(ref, desc, type_, value)
+        value._nb_node = node
+        refs[ref] = node
+        return value
+
+    def _free(self, value: Any) -> None:
+        """Forget a removed subtree's nodes (iteratively: depth is the server's choice)."""
+        stack = [value]
+        refs = self._refs
+        while stack:
+            item = stack.pop()
+            if not isinstance(item, _REMOTE):
+                continue
+            refs.pop(item._nb_node.ref, None)
+            if isinstance(item, RemoteStruct):
+                stack.extend(item.__dict__.values())
+            elif isinstance(item, RemoteList):
+                stack.extend(item)
+            else:
+                stack.extend(item.values())
+
+    def _value(self, reader: StateReader, desc: _Desc) -> Any:
+        code = desc.code
+        if code == TypeCode.F32:
+            return reader.f32()
+        if code == TypeCode.INT:
+            return reader.svarint()
+        if code == TypeCode.STR:
+            return reader.string()
+        if code == TypeCode.F64:
+            return reader.f64()
+        if code == TypeCode.BOOL:
+            return reader.boolean()
+        return self._create(reader, reader.uvarint(), desc)
+
+    def _key(self, reader: StateReader, desc: _Desc) -> Any:
+        return reader.string() if desc.key == TypeCode.STR else reader.svarint()
+
+    def _ops(self, reader: StateReader) -> None:
+        node: _Node | None = None
+        while not reader.at_end:
+            op = reader.u8()
+            if op == OP_SELECT:
+                ref = reader.uvarint()
+                node = self._refs.get(ref)
+                if node is None:
+                    raise reader.fail(f"SELECT of unknown node {ref}")
+                continue
+            if node is None:
+                raise reader.fail(f"op {op:#04x} before any SELECT")
+            code = node.desc.code
+            if code == TypeCode.STRUCT:
+                self._struct_op(reader, node, op)
+            elif code == TypeCode.LIST:
+                self._list_op(reader, node, op)
+            else:
+                self._dict_op(reader, node, op)
+
+    def _struct_op(self, reader: StateReader, node: _Node, op: int) -> None:
+        type_ = node.type
+        assert type_ is not None
+        count = len(type_.descs)
+        if op < 0x80:
+            if op >= count:
+                raise reader.fail(f"SET of field {op}; {type_.name} has {count}")
+            self._set(node, type_, op, self._value(reader, type_.descs[op]))
+        elif op == OP_FIELDS:
+            mask = reader.mask(count)
+            index = 0
+            while mask:
+                if mask & 1:
+                    self._set(node, type_, index, self._value(reader, type_.descs[index]))
+                mask >>= 1
+                index += 1
+        elif op == OP_NULL:
+            index = reader.uvarint()
+            if index >= count or not type_.descs[index].nullable:
+                raise reader.fail(f"NULL of field {index}, not a nullable field")
+            self._set(node, type_, index, None)
+        else:
+            raise reader.fail(f"op {op:#04x} on a struct")
+
+    def _set(self, node: _Node, type_: _Type, index: int, value: Any) -> None:
+        name = type_.names[index]
+        attrs = node.value.__dict__
+        previous = attrs[name]
+        attrs[name] = value
+        if isinstance(previous, _REMOTE):
+            self._free(previous)
+        self._event(node, name, value, previous)
+
+    def _list_op(self, reader: StateReader, node: _Node, op: int) -> None:
+        items: RemoteList = node.value
+        elem = node.desc.elem
+        assert elem is not None
+        if op == OP_PUSH:
+            items.append(self._value(reader, elem))
+            self._event(node, "+", items[-1], len(items) - 1)
+        elif op == OP_INSERT:
+            index = reader.uvarint()
+            if index > len(items):
+                raise reader.fail(f"INSERT at {index} in a list of {len(items)}")
+            value = self._value(reader, elem)
+            items.insert(index, value)
+            self._event(node, "+", value, index)
+        elif op in (OP_REPLACE, OP_DEL):
+            index = reader.uvarint()
+            if index >= len(items):
+                raise reader.fail(f"index {index} in a list of {len(items)}")
+            previous = items[index]
+            if op == OP_DEL:
+                del items[index]
+                self._free(previous)
+                self._event(node, "-", previous, index)
+                return
+            items[index] = value = self._value(reader, elem)
+            self._free(previous)
+            self._event(node, "=", value, index, previous)
+        elif op == OP_CLEAR:
+            removed = list(items)
+            items.clear()
+            for index, previous in enumerate(removed):
+                self._free(previous)
+                self._event(node, "-", previous, index)
+        else:
+            raise reader.fail(f"op {op:#04x} on a list")
+
+    def _dict_op(self, reader: StateReader, node: _Node, op: int) -> None:
+        items: RemoteDict = node.value
+        elem = node.desc.elem
+        assert elem is not None
+        if op == OP_PUT:
+            key = self._key(reader, node.desc)
+            value = self._value(reader, elem)
+            if key in items:
+                previous = items[key]
+                items[key] = value
+                self._free(previous)
+                self._event(node, "=", value, key, previous)
+            else:
+                items[key] = value
+                self._event(node, "+", value, key)
+        elif op == OP_DEL:
+            key = self._key(reader, node.desc)
+            if key not in items:
+                raise reader.fail(f"DEL of missing key {key!r}")
+            previous = items.pop(key)
+            self._free(previous)
+            self._event(node, "-", previous, key)
+        elif op == OP_CLEAR:
+            removed = list(items.items())
+            items.clear()
+            for key, previous in removed:
+                self._free(previous)
+                self._event(node, "-", previous, key)
+        else:
+            raise reader.fail(f"op {op:#04x} on a dict")
+
+
+def _discard(bucket: list[Callback], callback: Callback) -> None:
+    if callback in bucket:
+        bucket.remove(callback)
