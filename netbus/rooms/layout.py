@@ -339,9 +339,11 @@ def _desc(tp: Any, where: str, *, element: bool = False) -> TypeDesc:
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) != 1 or len(typing.get_args(tp)) != 2 or element:
+        if len(args) != 1 or len(typing.get_args(tp)) != 2:
             raise TypeError(f"{where}: only 'X | None' unions are supported, got {tp!r}")
-        inner = _desc(args[0], where, element=True)
+        if element:
+            raise TypeError(f"{where}: list and dict elements cannot be None")
+        inner = _desc(args[0], where)
         if inner.kind in (LIST, DICT):
             raise TypeError(f"{where}: a list or dict cannot be None (use an empty one)")
         return dataclasses.replace(inner, nullable=True)

@@ -9,9 +9,18 @@ import struct
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+from hypothesis import HealthCheck, settings
+
 from netbus.rooms import Schema, StateDecoder, StateEncoder, f32, owner_only
 from netbus.rooms.layout import PRIM, layout_of
 from netbus.rooms.schema import SyncDict, SyncList
+
+#: Modest example counts keep the rooms suite within a few seconds.
+SETTINGS = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 @dataclass
