@@ -8,8 +8,17 @@ import pytest
 
 import netbus.rooms
 
-MODULES = ["wire", "layout", "schema", "encoder", "decoder", "clock", "driver", "bench_state",
-           "bench_clock"]
+MODULES = [
+    "wire",
+    "layout",
+    "schema",
+    "encoder",
+    "decoder",
+    "clock",
+    "driver",
+    "bench_state",
+    "bench_clock",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -34,10 +43,10 @@ def test_the_sync_core_imports_no_asyncio() -> None:
     for name in ["wire", "layout", "schema", "encoder", "decoder", "clock"]:
         path = Path(netbus.rooms.__file__).with_name(f"{name}.py")
         tree = ast.parse(path.read_text("utf-8"))
-        imported = {
-            alias.name.split(".")[0]
-            for node in ast.walk(tree)
-            if isinstance(node, ast.Import | ast.ImportFrom)
-            for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")])
-        }
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                imported.add((node.module or "").split(".")[0])
         assert not imported & {"asyncio", "socket", "time", "uvloop"}, name
