@@ -2,10 +2,11 @@
 
 Run ``python -m netbus.rooms.bench_clock [--seconds 30] [--rooms 1 200]``. Each room is one
 `Scheduler` ticking every 50 ms; with ``--work arena`` (default) its tick moves the 8 players
-of the showcase arena and encodes a patch (`netbus.rooms.bench_state`), so 200 rooms load the
-loop like 200 real rooms minus the network. Rooms start staggered over one interval, as rooms
-created at different times are. Lateness is ``time.monotonic()`` at the start of the callback
-minus the tick's due time; the report gives p50/p99/max in ms, ticks skipped, and overruns.
+of the showcase arena (f32 positions; ``fixed``: int positions) and encodes a patch
+(`netbus.rooms.bench_state`), so 200 rooms load the loop like 200 real rooms minus the
+network. Rooms start staggered over one interval, as rooms created at different times are.
+Lateness is ``time.monotonic()`` at the start of the callback minus the tick's due time; the
+report gives p50/p99/max in ms, ticks skipped, and overruns.
 
 Numbers, not asserts: docs/state-sync.md records them with the machine's load at the time.
 """
@@ -20,7 +21,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from netbus.rooms.bench_state import _arena, _step
+from netbus.rooms.bench_state import _Game
 from netbus.rooms.clock import LogSampler, Scheduler, TickInfo
 from netbus.rooms.driver import loop_scheduler
 from netbus.rooms.encoder import StateEncoder
@@ -33,13 +34,12 @@ INTERVAL = 0.05
 def _work(kind: str, seed: int) -> Callable[[TickInfo], None]:
     if kind == "none":
         return lambda info: None
-    rng = random.Random(seed)
-    arena = _arena(rng)
-    encoder: StateEncoder[int] = StateEncoder(arena)
+    game = _Game(kind == "fixed", random.Random(seed))
+    encoder: StateEncoder[int] = StateEncoder(game.arena)
     viewers = list(range(8))
 
     def tick(info: TickInfo) -> None:
-        _step(arena, info.number + 1, rng, None)
+        game.step(info.number + 1, None)
         encoder.patch(viewers)
 
     return tick
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--rooms", type=int, nargs="+", default=[1, 200])
     parser.add_argument("--loops", nargs="+", default=["uvloop", "asyncio"])
-    parser.add_argument("--work", choices=["arena", "none"], default="arena")
+    parser.add_argument("--work", choices=["arena", "fixed", "none"], default="arena")
     args = parser.parse_args(argv)
     print(f"load average before: {os.getloadavg()[0]:.2f}, cpus: {os.cpu_count()}")
     print(f"{'loop':8} {'rooms':>5} {'ticks':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "

@@ -30,11 +30,14 @@ from netbus.rooms.wire import (
     MAX_FIELDS,
     MAX_NAME_BYTES,
     MAX_TYPES,
+    NEXT_MAX,
     NULLABLE,
     OP_CLEAR,
     OP_DEL,
     OP_FIELDS,
+    OP_FIELDS_INLINE,
     OP_INSERT,
+    OP_NEXT,
     OP_NULL,
     OP_PUSH,
     OP_PUT,
@@ -391,8 +394,13 @@ class StateDecoder:
         node: _Node | None = None
         while not reader.at_end:
             op = reader.u8()
-            if op == OP_SELECT:
-                ref = reader.uvarint()
+            if op == OP_SELECT or OP_NEXT < op <= OP_NEXT + NEXT_MAX:
+                if op == OP_SELECT:
+                    ref = reader.uvarint()
+                elif node is None:
+                    raise reader.fail("NEXT before any SELECT")
+                else:
+                    ref = node.ref + op - OP_NEXT
                 node = self._refs.get(ref)
                 if node is None:
                     raise reader.fail(f"SELECT of unknown node {ref}")
@@ -415,8 +423,13 @@ class StateDecoder:
             if op >= count:
                 raise reader.fail(f"SET of field {op}; {type_.name} has {count}")
             self._set(node, type_, op, self._value(reader, type_.descs[op]))
-        elif op == OP_FIELDS:
-            mask = reader.mask(count)
+        elif op == OP_FIELDS or op > OP_FIELDS_INLINE:
+            if op == OP_FIELDS:
+                mask = reader.mask(count)
+            else:
+                mask = op & 0x3F
+                if mask >> count:
+                    raise reader.fail(f"FIELDS of {mask:#x}; {type_.name} has {count} fields")
             index = 0
             while mask:
                 if mask & 1:

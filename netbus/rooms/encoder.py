@@ -27,6 +27,7 @@ from netbus.rooms.layout import (
     FieldSpec,
     StructLayout,
     TypeDesc,
+    fields_head,
     layout_of,
     schema_table,
     value_encoder,
@@ -36,10 +37,11 @@ from netbus.rooms.wire import (
     FLAG_END,
     FLAG_RESET,
     MAX_STRING_BYTES,
+    NEXT_MAX,
     OP_CLEAR,
     OP_DEL,
-    OP_FIELDS,
     OP_INSERT,
+    OP_NEXT,
     OP_NULL,
     OP_PUSH,
     OP_PUT,
@@ -81,24 +83,36 @@ class Delivery(NamedTuple, Generic[V]):
 
 
 class _Seg:
-    """Ops of one gate, in emission order; ``starts`` are the offsets of its sections."""
+    """Ops of one gate, in emission order, in sections (a SELECT and the ops after it).
 
-    __slots__ = ("buf", "cur", "gate", "key", "starts")
+    ``starts`` and ``refs`` give each section's offset and node. A segment's first SELECT is
+    absolute; later ones may be one-byte steps from the previous (NEXT), which `_messages`
+    turns back into absolute SELECTs where it cuts a patch into several messages.
+    """
+
+    __slots__ = ("buf", "cur", "gate", "key", "refs", "starts")
 
     def __init__(self, gate: Gate, key: tuple[int, ...]) -> None:
         self.gate = gate
         self.key = key
         self.buf = bytearray()
         self.starts: list[int] = []
+        self.refs: list[int] = []
         self.cur = -1
 
     def select(self, ref: int) -> bytearray:
         """Make ``ref`` the current node (a new section when needed) and return the buffer."""
         buf = self.buf
-        if self.cur != ref or len(buf) - self.starts[-1] >= _SECTION_SOFT:
+        cur = self.cur
+        if cur != ref or len(buf) - self.starts[-1] >= _SECTION_SOFT:
             self.starts.append(len(buf))
-            buf.append(OP_SELECT)
-            buf += uvarint(ref)
+            self.refs.append(ref)
+            step = ref - cur
+            if cur >= 0 and 0 < step <= NEXT_MAX:
+                buf.append(OP_NEXT + step)
+            else:
+                buf.append(OP_SELECT)
+                buf += uvarint(ref)
             self.cur = ref
         return buf
 
@@ -173,12 +187,16 @@ class StateEncoder(Generic[V]):
             raise TypeError(f"a room state must be a Schema dataclass, got {type(root).__name__}")
         if max_message < MIN_MAX_MESSAGE:
             raise ValueError(f"max_message must be at least {MIN_MAX_MESSAGE}")
-        self._table, _ = schema_table(type(root))
+        self._table, index = schema_table(type(root))
         if len(self._table) + _HEADER_MAX > max_message:
             raise ValueError(f"the schema table of {type(root).__name__} does not fit a message")
         if root._nb_tracker is not None or root._nb_parent is not None:
             raise ValueError("this state object already belongs to a state")
         self.root = root
+        #: Whether any field of the schema is `Visible`-filtered; without, every viewer gets
+        #: the same bytes (one `Delivery` per patch, one cached full state per seq).
+        self.has_views = any(layout_of(cls).filtered for cls in index)
+        self._full_cache: tuple[int, list[bytes]] | None = None
         self.max_message = max_message
         self.max_total = max_total
         self.seq = 0  #: number of the last patch (sent with every message)
@@ -201,9 +219,15 @@ class StateEncoder(Generic[V]):
         """
         if self._tracker.dirty:
             raise LocalProtocolError("state changes are pending: call patch() before full()")
+        cached = self._full_cache
+        if cached is not None and cached[0] == self.seq:
+            return list(cached[1])
         sink = _ViewerSink(viewer)
         self._emit_tree(self.root, sink)
-        return self._messages([sink.only], FLAG_RESET, self._table)
+        messages = self._messages([sink.only], FLAG_RESET, self._table)
+        if not self.has_views:
+            self._full_cache = (self.seq, messages)
+        return list(messages)
 
     # ----------------------------------------------------------------------------- patch
 
@@ -235,16 +259,25 @@ class StateEncoder(Generic[V]):
                     # The hot path: a public struct with 2+ fields changed (an entity moved).
                     batch = layout.batches.get(bits) or layout.batch(bits)
                     values = batch.values(d)
-                    if batch.pack is not None and None not in values:
+                    if (batch.pack or batch.encode) is not None and None not in values:
                         seg = shared if shared is sink.segs[-1] else sink.seg(())
                         assert seg is not None
                         shared = seg
                         buf = seg.buf
+                        ref = d["_nb_ref"]
                         seg.starts.append(len(buf))
-                        seg.cur = d["_nb_ref"]
-                        buf += d["_nb_select"]
+                        seg.refs.append(ref)
+                        step = ref - seg.cur
+                        if seg.cur >= 0 and 0 < step <= NEXT_MAX:
+                            buf.append(OP_NEXT + step)
+                        else:
+                            buf += d["_nb_select"]
+                        seg.cur = ref
                         buf += batch.head
-                        buf += batch.pack(*values)
+                        if batch.pack is not None:
+                            buf += batch.pack(*values)
+                        else:
+                            buf += batch.encode(values)  # type: ignore[misc]
                         continue
                 self._write_fields(node, d, bits, layout, sink, pending)
             elif isinstance(node, SyncList):
@@ -368,6 +401,10 @@ class StateEncoder(Generic[V]):
                         buf = seg.select(ref)
                         buf += batch.head
                         buf += batch.pack(*values)
+                    elif batch.encode is not None and None not in values:
+                        buf = seg.select(ref)
+                        buf += batch.head
+                        buf += batch.encode(values)
                     else:
                         self._fields_slow(seg, ref, batch.specs, values, pending)
                 else:
@@ -424,8 +461,7 @@ class StateEncoder(Generic[V]):
                     pending.append(value)
         if mask & (mask - 1):
             buf = seg.select(ref)
-            buf.append(OP_FIELDS)
-            buf += uvarint(mask)
+            buf += fields_head(mask)
             for part in parts:
                 buf += part
         elif mask:
@@ -527,12 +563,18 @@ class StateEncoder(Generic[V]):
         room = self.max_message - 1 - len(head)
         bodies: list[bytearray] = [bytearray(table)]
         for seg in segs:
-            starts = seg.starts
+            starts, buf = seg.starts, seg.buf
             for i, start in enumerate(starts):
-                end = starts[i + 1] if i + 1 < len(starts) else len(seg.buf)
-                if len(bodies[-1]) + end - start > room:
+                end = starts[i + 1] if i + 1 < len(starts) else len(buf)
+                if len(bodies[-1]) + end - start + 5 > room:  # + 5: a NEXT may grow to SELECT
                     bodies.append(bytearray())
-                bodies[-1] += seg.buf[start:end]
+                body = bodies[-1]
+                if not body and buf[start] != OP_SELECT:  # a message starts with no previous
+                    body.append(OP_SELECT)
+                    body += uvarint(seg.refs[i])
+                    body += buf[start + 1 : end]
+                else:
+                    body += buf[start:end]
         out = []
         last = len(bodies) - 1
         for i, body in enumerate(bodies):

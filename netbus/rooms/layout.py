@@ -38,6 +38,7 @@ from netbus.rooms.wire import (
     MAX_TYPES,
     NULLABLE,
     OP_FIELDS,
+    OP_FIELDS_INLINE,
     TypeCode,
     svarint,
     uvarint,
@@ -57,6 +58,7 @@ __all__ = [
     "Visible",
     "encode_str",
     "f32",
+    "fields_head",
     "layout_of",
     "owner_only",
     "primitive_check",
@@ -268,6 +270,13 @@ _ZEROS: dict[TypeCode, Any] = {
 }
 
 
+def fields_head(mask: int) -> bytes:
+    """The opcode (and mask) of a FIELDS op: one byte when only fields 0-5 are in it."""
+    if mask < 0x40:
+        return bytes((OP_FIELDS_INLINE | mask,))
+    return bytes((OP_FIELDS,)) + uvarint(mask)
+
+
 class Batch(NamedTuple):
     """How to write a FIELDS op for one dirty mask: cached per mask, since a moving entity
     changes the same fields every tick."""
@@ -275,6 +284,7 @@ class Batch(NamedTuple):
     head: bytes  #: OP_FIELDS and the mask
     values: Callable[[dict[str, Any]], Any]  #: instance dict -> the fields' values, in order
     pack: Callable[..., bytes] | None  #: all values at once, when every field is fixed-size
+    encode: Callable[[tuple[Any, ...]], bytes] | None  #: the values (no None), when no str
     specs: tuple[FieldSpec, ...]
 
 
@@ -305,8 +315,15 @@ class StructLayout:
             if all(codes):
                 pack = struct.Struct("<" + "".join(c for c in codes if c)).pack
             names = [spec.name for spec in specs]
-            head = bytes((OP_FIELDS,)) + uvarint(mask)
-            batch = Batch(head, operator.itemgetter(*names), pack, specs)
+            head = fields_head(mask)
+            encode = None
+            if all(spec.encode is not None and not spec.big for spec in specs):
+                encoders = [spec.encode for spec in specs]
+
+                def encode(values: tuple[Any, ...], encoders: Any = encoders) -> bytes:
+                    return b"".join([enc(v) for enc, v in zip(encoders, values, strict=True)])
+
+            batch = Batch(head, operator.itemgetter(*names), pack, encode, specs)
             if len(self.batches) < 256:  # masks seen in practice are few; bound the cache
                 self.batches[mask] = batch
         return batch

@@ -26,11 +26,14 @@ __all__ = [
     "MAX_STRING_BYTES",
     "MAX_TYPES",
     "MAX_UVARINT",
+    "NEXT_MAX",
     "NULLABLE",
     "OP_CLEAR",
     "OP_DEL",
     "OP_FIELDS",
+    "OP_FIELDS_INLINE",
     "OP_INSERT",
+    "OP_NEXT",
     "OP_NULL",
     "OP_PUSH",
     "OP_PUT",
@@ -61,6 +64,10 @@ OP_INSERT = 0x85  #: list: uvarint index, value
 OP_REPLACE = 0x86  #: list: uvarint index, value
 OP_CLEAR = 0x87  #: list or dict: remove every item
 OP_FIELDS = 0x88  #: struct: mask (uvarint, up to 128 bits), then each set field's value
+# 0x89-0x8F: reserved.
+OP_NEXT = 0x8F  #: 0x90-0xBF: SELECT (previous SELECT's ref + op - 0x8F), i.e. +1 ... +48
+NEXT_MAX = 48
+OP_FIELDS_INLINE = 0xC0  #: 0xC1-0xFF: FIELDS whose mask (fields 0-5) is the low 6 bits
 
 
 class TypeCode(IntEnum):
@@ -95,6 +102,8 @@ def uvarint(value: int) -> bytes:
     """LEB128: 7 bits per byte, low group first, high bit set on every byte but the last."""
     if value < 0x80:
         return _SMALL[value]
+    if value < 0x4000:
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)

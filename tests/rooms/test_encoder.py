@@ -218,3 +218,36 @@ def test_items_removed_in_the_same_patch_they_were_added() -> None:
     sync(encoder, decoders)
     assert to_plain(decoders[0].state) == expected_view(box, 0)
     assert decoders[0].state is not None and decoders[0].state.items[0].n == 5
+
+
+def test_without_views_full_states_are_encoded_once_per_seq() -> None:
+    box_state = Arena(players={"a": Player()})  # Player has a Visible field: per viewer
+    assert StateEncoder(box_state).has_views
+    big = Big(names=["a"])
+    encoder: StateEncoder[int] = StateEncoder(big)
+    assert not encoder.has_views
+    first = encoder.full(1)
+    assert encoder.full(2) == first and encoder.full(2)[0] is first[0]
+    big.n = 1
+    encoder.patch([1, 2])
+    assert encoder.full(1) != first
+
+
+def test_a_message_cut_before_a_next_step_starts_with_an_absolute_select() -> None:
+    arena = Arena(items=[Pos(float(i), 1.0) for i in range(3000)])
+    encoder: StateEncoder[int] = StateEncoder(arena, max_message=MIN_MAX_MESSAGE)
+    messages = encoder.full(0)
+    assert len(messages) >= 3
+    for message in messages[1:]:
+        assert message[2] == 0x80  # flags, seq 0, then SELECT (never a one-byte NEXT)
+    decoder = StateDecoder()
+    for message in messages:
+        decoder.apply(message)
+    assert to_plain(decoder.state) == expected_view(arena, 0)
+    for pos in arena.items:
+        pos.y = 2.0
+    (delivery,) = encoder.patch([0])
+    assert len(delivery.messages) >= 2
+    for message in delivery.messages:
+        decoder.apply(message)
+    assert to_plain(decoder.state) == expected_view(arena, 0)

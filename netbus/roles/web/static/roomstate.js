@@ -36,6 +36,9 @@ const OP_INSERT = 0x85;
 const OP_REPLACE = 0x86;
 const OP_CLEAR = 0x87;
 const OP_FIELDS = 0x88;
+const OP_NEXT = 0x8f; // 0x90-0xbf: SELECT previous ref + 1 ... + 48
+const NEXT_MAX = 48;
+const OP_FIELDS_INLINE = 0xc0; // 0xc1-0xff: FIELDS with the mask of fields 0-5 inline
 const T_BOOL = 1, T_INT = 2, T_F64 = 3, T_F32 = 4, T_STR = 5, T_STRUCT = 6, T_LIST = 7, T_DICT = 8;
 const NULLABLE = 0x40;
 const MAX_FIELDS = 128;
@@ -264,8 +267,9 @@ export class StateDecoder {
 
   // ----------------------------------------------------------------------------- apply
 
-  /** Apply one message (a state message's body, a Uint8Array). Throws ProtocolError. */
+  /** Apply one message (a state message's body: Uint8Array or ArrayBuffer). */
   apply(bytes) {
+    if (bytes instanceof ArrayBuffer) bytes = new Uint8Array(bytes);
     const reader = new StateReader(bytes);
     this.#events = [];
     let flags, seq;
@@ -416,8 +420,11 @@ export class StateDecoder {
     let node = null;
     while (!reader.atEnd) {
       const op = reader.u8();
-      if (op === OP_SELECT) {
-        const ref = reader.uvarint();
+      if (op === OP_SELECT || (op > OP_NEXT && op <= OP_NEXT + NEXT_MAX)) {
+        let ref;
+        if (op === OP_SELECT) ref = reader.uvarint();
+        else if (node === null) throw reader.fail("NEXT before any SELECT");
+        else ref = node.ref + op - OP_NEXT;
         node = this.#refs.get(ref) ?? null;
         if (node === null) throw reader.fail(`SELECT of unknown node ${ref}`);
         continue;
@@ -435,8 +442,15 @@ export class StateDecoder {
     if (op < 0x80) {
       if (op >= count) throw reader.fail(`SET of field ${op}; ${type.name} has ${count}`);
       this.#set(node, op, this.#value(reader, type.descs[op]));
-    } else if (op === OP_FIELDS) {
-      for (const index of reader.mask(count)) {
+    } else if (op === OP_FIELDS || op > OP_FIELDS_INLINE) {
+      let indexes;
+      if (op === OP_FIELDS) {
+        indexes = reader.mask(count);
+      } else {
+        indexes = [0, 1, 2, 3, 4, 5].filter((bit) => op & (1 << bit));
+        if (indexes[indexes.length - 1] >= count) throw reader.fail(`FIELDS of ${op & 0x3f}; ${type.name} has ${count} fields`);
+      }
+      for (const index of indexes) {
         this.#set(node, index, this.#value(reader, type.descs[index]));
       }
     } else if (op === OP_NULL) {
