@@ -5,7 +5,7 @@ viewers (`StateEncoder`), rebuild it on a client (`StateDecoder`), and run a sim
 fixed rate without drift (`Scheduler`; `loop_scheduler` wires one to the running event loop).
 """
 
-from netbus.rooms.clock import LogSampler, Repeating, Scheduler, TickInfo, Timer
+from netbus.rooms.clock import LogSampler, Repeating, Scheduler, TickInfo, Timer, TimerGroup
 from netbus.rooms.decoder import *  # noqa: F403
 from netbus.rooms.decoder import __all__ as _decoder_all
 from netbus.rooms.driver import loop_scheduler
@@ -25,6 +25,7 @@ __all__ = [
     "SyncList",
     "TickInfo",
     "Timer",
+    "TimerGroup",
     "ViewRule",
     "Visible",
     "f32",

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 
 from netbus.rooms.bench_state import _Game
-from netbus.rooms.clock import LogSampler, Scheduler, TickInfo
+from netbus.rooms.clock import LogSampler, Repeating, TickInfo
 from netbus.rooms.driver import loop_scheduler
 from netbus.rooms.encoder import StateEncoder
 
@@ -45,10 +45,11 @@ def _work(kind: str, seed: int) -> Callable[[TickInfo], None]:
     return tick
 
 
-async def _run(rooms: int, seconds: float, work: str) -> dict[str, float]:
+async def _run(rooms: int, seconds: float, work: str, shared: bool) -> dict[str, float]:
     lateness: list[float] = []
-    schedulers: list[Scheduler] = []
+    timers: list[Repeating] = []
     sampler = LogSampler(time.monotonic)  # one per process, as a rooms service would share
+    one = loop_scheduler(sampler=sampler)
     now = time.monotonic()
     for i in range(rooms):
         step = _work(work, i)
@@ -57,14 +58,14 @@ async def _run(rooms: int, seconds: float, work: str) -> dict[str, float]:
             lateness.append(info.lateness)
             step(info)
 
-        sched = loop_scheduler(sampler=sampler)
-        sched.every(INTERVAL, tick, start=now + INTERVAL + i * INTERVAL / rooms)
-        schedulers.append(sched)
+        # A room's own scheduler (one loop timer each), or a group on the shared one.
+        room = one.group() if shared else loop_scheduler(sampler=sampler)
+        timers.append(room.every(INTERVAL, tick, start=now + INTERVAL + i * INTERVAL / rooms))
     cpu0 = time.process_time()
     await asyncio.sleep(seconds)  # the measurement window itself: nothing to await instead
     cpu = time.process_time() - cpu0
-    for sched in schedulers:
-        sched.dispose()
+    for timer in timers:
+        timer.cancel()
     ordered = sorted(lateness)
 
     def pct(q: float) -> float:
@@ -76,13 +77,15 @@ async def _run(rooms: int, seconds: float, work: str) -> dict[str, float]:
         "p99_ms": pct(0.99),
         "max_ms": ordered[-1] * 1e3,
         "mean_ms": statistics.fmean(ordered) * 1e3,
-        "skipped": sum(s.skipped for s in schedulers),
-        "overruns": sum(s.overruns for s in schedulers),
+        "skipped": sum(t.skipped for t in timers),
+        "overruns": sum(t.overruns for t in timers),
         "cpu_pct": cpu / seconds * 100,
     }
 
 
-def measure(loop_name: str, rooms: int, seconds: float, work: str) -> dict[str, float]:
+def measure(
+    loop_name: str, rooms: int, seconds: float, work: str, shared: bool = False
+) -> dict[str, float]:
     """One configuration on a fresh event loop."""
     if loop_name == "uvloop":
         import uvloop
@@ -91,7 +94,7 @@ def measure(loop_name: str, rooms: int, seconds: float, work: str) -> dict[str, 
     else:
         factory = asyncio.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(_run(rooms, seconds, work))
+        return runner.run(_run(rooms, seconds, work, shared))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -100,13 +103,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rooms", type=int, nargs="+", default=[1, 200])
     parser.add_argument("--loops", nargs="+", default=["uvloop", "asyncio"])
     parser.add_argument("--work", choices=["arena", "fixed", "none"], default="arena")
+    parser.add_argument(
+        "--shared", action="store_true", help="one scheduler, a TimerGroup per room"
+    )
     args = parser.parse_args(argv)
     print(f"load average before: {os.getloadavg()[0]:.2f}, cpus: {os.cpu_count()}")
     print(f"{'loop':8} {'rooms':>5} {'ticks':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
           f"{'skipped':>7} {'overruns':>8} {'cpu %':>6}")
     for loop_name in args.loops:
         for rooms in args.rooms:
-            r = measure(loop_name, rooms, args.seconds, args.work)
+            r = measure(loop_name, rooms, args.seconds, args.work, args.shared)
             print(f"{loop_name:8} {rooms:5d} {r['ticks']:7.0f} {r['p50_ms']:7.2f} "
                   f"{r['p99_ms']:7.2f} {r['max_ms']:7.2f} {r['skipped']:7.0f} "
                   f"{r['overruns']:8.0f} {r['cpu_pct']:6.1f}")

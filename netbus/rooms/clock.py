@@ -23,7 +23,7 @@ import heapq
 import logging
 import math
 from collections.abc import Callable
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypeVar
 
 __all__ = [
     "Arm",
@@ -33,6 +33,7 @@ __all__ = [
     "Scheduler",
     "TickInfo",
     "Timer",
+    "TimerGroup",
 ]
 
 log = logging.getLogger("netbus.rooms")
@@ -102,22 +103,30 @@ class TickInfo(NamedTuple):
 class Timer:
     """A one-shot timer; `cancel` is idempotent and safe from inside any callback."""
 
-    __slots__ = ("_owner", "callback", "cancelled", "due")
+    __slots__ = ("_owner", "callback", "cancelled", "due", "group")
 
     def __init__(self, owner: Scheduler, due: float, callback: Callable[[], object]) -> None:
         self._owner = owner
         self.due = due
         self.callback = callback
         self.cancelled = False
+        self.group: TimerGroup | None = None
 
     def cancel(self) -> None:
         if not self.cancelled:
             self.cancelled = True
             self._owner._cancelled += 1
+            if self.group is not None:
+                self.group._timers.discard(self)
 
     def _fire(self, now: float) -> None:
         self.cancelled = True  # done: a later cancel() is a no-op
+        if self.group is not None:
+            self.group._timers.discard(self)
         self.callback()
+
+
+_TimerT = TypeVar("_TimerT", bound=Timer)
 
 
 class Repeating(Timer):
@@ -217,13 +226,11 @@ class Scheduler:
 
     def call_later(self, delay: float, callback: Callable[[], object]) -> Timer:
         """Run ``callback()`` once, ``delay`` seconds from now."""
-        return self.call_at(self.clock() + max(0.0, delay), callback)
+        return self._add(Timer(self, self.clock() + max(0.0, delay), callback), None)
 
     def call_at(self, when: float, callback: Callable[[], object]) -> Timer:
         """Run ``callback()`` once at clock time ``when``."""
-        timer = Timer(self, when, callback)
-        self._push(timer)
-        return timer
+        return self._add(Timer(self, when, callback), None)
 
     def every(
         self,
@@ -236,16 +243,15 @@ class Scheduler:
 
         ``start`` defaults to one interval from now.
         """
-        if not interval > 0:
-            raise ValueError(f"interval must be > 0, got {interval}")
-        first = self.clock() + interval if start is None else start
-        timer = Repeating(self, first, interval, on_tick)
-        self._push(timer)
-        return timer
+        return self._add(self._repeating(interval, on_tick, start), None)
 
     def call_interval(self, interval: float, callback: Callable[[], object]) -> Repeating:
         """A repeating room timer (same schedule as `every`, callback without arguments)."""
         return self.every(interval, lambda _info: callback())
+
+    def group(self) -> TimerGroup:
+        """A set of timers (one room's) that can be disposed of without touching the others."""
+        return TimerGroup(self)
 
     def dispose(self) -> None:
         """Cancel every timer and the wake-up (room disposed); later scheduling raises."""
@@ -268,6 +274,23 @@ class Scheduler:
         return len(self._heap) - self._cancelled
 
     # ------------------------------------------------------------------------ internals
+
+    def _repeating(
+        self, interval: float, on_tick: Callable[[TickInfo], object], start: float | None
+    ) -> Repeating:
+        if not interval > 0:
+            raise ValueError(f"interval must be > 0, got {interval}")
+        first = self.clock() + interval if start is None else start
+        return Repeating(self, first, interval, on_tick)
+
+    def _add(self, timer: _TimerT, group: TimerGroup | None) -> _TimerT:
+        if group is not None:
+            if group.disposed:
+                raise RuntimeError("timer group disposed (the room is gone)")
+            timer.group = group
+            group._timers.add(timer)
+        self._push(timer)
+        return timer
 
     def _push(self, timer: Timer) -> None:
         if self.disposed:
@@ -335,3 +358,54 @@ class Scheduler:
         if not self.disposed:
             self._rearm()
         return ran
+
+
+class TimerGroup:
+    """One room's timers on a `Scheduler` shared by every room of a process.
+
+    Same API as the scheduler; `dispose` cancels this group's timers only. Sharing one
+    scheduler means one event-loop wake-up serves every room due within ``early`` of it,
+    instead of one wake-up (and one loop timer) per room.
+    """
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+        self.disposed = False
+        self._timers: set[Timer] = set()
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> Timer:
+        s = self.scheduler
+        return s._add(Timer(s, s.clock() + max(0.0, delay), callback), self)
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> Timer:
+        return self.scheduler._add(Timer(self.scheduler, when, callback), self)
+
+    def every(
+        self,
+        interval: float,
+        on_tick: Callable[[TickInfo], object],
+        *,
+        start: float | None = None,
+    ) -> Repeating:
+        s = self.scheduler
+        return s._add(s._repeating(interval, on_tick, start), self)
+
+    def call_interval(self, interval: float, callback: Callable[[], object]) -> Repeating:
+        return self.every(interval, lambda _info: callback())
+
+    def dispose(self) -> None:
+        """Cancel every timer of the group (idempotent); later scheduling raises."""
+        self.disposed = True
+        for timer in list(self._timers):
+            timer.cancel()
+
+    def __len__(self) -> int:
+        return len(self._timers)
+
+    @property
+    def overruns(self) -> int:
+        return sum(t.overruns for t in self._timers if isinstance(t, Repeating))
+
+    @property
+    def skipped(self) -> int:
+        return sum(t.skipped for t in self._timers if isinstance(t, Repeating))

@@ -253,3 +253,30 @@ def test_interval_must_be_positive() -> None:
     sched = scheduler(FakeLoop())
     with pytest.raises(ValueError, match="interval"):
         sched.every(0, print)
+
+
+def test_groups_share_one_wake_up_and_dispose_alone() -> None:
+    loop = FakeLoop()
+    sched = scheduler(loop)
+    room_a, room_b = sched.group(), sched.group()
+    runs: list[str] = []
+    room_a.every(0.05, lambda info: runs.append(f"a{info.number}"), start=100.05)
+    room_b.every(0.05, lambda info: runs.append(f"b{info.number}"), start=100.0505)
+    room_a.call_later(0.5, lambda: runs.append("a-timer"))
+    once = room_b.call_later(0.01, lambda: runs.append("b-once"))
+    assert len(loop.live()) == 1  # one wake-up armed for both rooms
+    loop.run_until(100.1)
+    # b's tick is within `early` of a's: one wake-up runs both.
+    assert runs == ["b-once", "a0", "b0", "a1", "b1"]
+    assert once not in room_b._timers and len(room_b) == 1
+    room_a.dispose()
+    room_a.dispose()
+    assert len(room_a) == 0 and len(sched) == 1
+    with pytest.raises(RuntimeError, match="group disposed"):
+        room_a.call_at(101.0, print)
+    loop.run_until(100.2)
+    assert runs[5:] == ["b2"] and "a-timer" not in runs
+    assert room_b.overruns == 0 and room_b.skipped == 0
+    interval = room_b.call_interval(1.0, print)
+    interval.cancel()
+    assert len(room_b) == 1
