@@ -6,13 +6,14 @@ fixed rate without drift (`Scheduler`; `loop_scheduler` wires one to the running
 """
 
 from netbus.rooms.clock import LogSampler, Repeating, Scheduler, TickInfo, Timer, TimerGroup
+from netbus.rooms.containers import SyncDict, SyncList
 from netbus.rooms.decoder import *  # noqa: F403
 from netbus.rooms.decoder import __all__ as _decoder_all
 from netbus.rooms.driver import loop_scheduler
 from netbus.rooms.encoder import *  # noqa: F403
 from netbus.rooms.encoder import __all__ as _encoder_all
 from netbus.rooms.layout import ViewRule, Visible, f32, owner_only
-from netbus.rooms.schema import Schema, SyncDict, SyncList
+from netbus.rooms.schema import Schema
 
 __all__ = [
     *_decoder_all,

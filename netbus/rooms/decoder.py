@@ -22,16 +22,24 @@ from collections.abc import Callable
 from typing import Any
 
 from netbus.errors import ProtocolError
+from netbus.rooms.remote import (
+    REMOTE,
+    Callback,
+    DecodedType,
+    Desc,
+    Node,
+    RemoteDict,
+    RemoteList,
+    RemoteStruct,
+    read_schema,
+    to_plain,
+)
 from netbus.rooms.wire import (
     BAD_STATE,
     FLAG_END,
     FLAG_RESET,
     FLAGS_KNOWN,
-    MAX_FIELDS,
-    MAX_NAME_BYTES,
-    MAX_TYPES,
     NEXT_MAX,
-    NULLABLE,
     OP_CLEAR,
     OP_DEL,
     OP_FIELDS,
@@ -58,95 +66,6 @@ __all__ = [
 
 DEFAULT_MAX_NODES = 1 << 20  #: structs, lists and dicts one decoder holds at most
 
-Callback = Callable[..., Any]
-_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
-_ZERO: dict[int, Any] = {
-    TypeCode.BOOL: False,
-    TypeCode.INT: 0,
-    TypeCode.F64: 0.0,
-    TypeCode.F32: 0.0,
-    TypeCode.STR: "",
-}
-_PRIMS = frozenset(_ZERO)
-
-
-class _Desc:
-    """A decoded type: code, nullable, struct index, element and key type."""
-
-    __slots__ = ("code", "elem", "key", "nullable", "struct")
-
-    def __init__(self, code: int, nullable: bool, struct: int, elem: _Desc | None, key: int):
-        self.code = code
-        self.nullable = nullable
-        self.struct = struct
-        self.elem = elem
-        self.key = key
-
-
-class _Type:
-    __slots__ = ("defaults", "descs", "name", "names")
-
-    def __init__(self, name: str, names: list[str], descs: list[_Desc]) -> None:
-        self.name = name
-        self.names = names
-        self.descs = descs
-        self.defaults = {
-            n: (None if d.nullable or d.code not in _PRIMS else _ZERO[d.code])
-            for n, d in zip(names, descs, strict=True)
-        }
-
-
-class _Node:
-    """One decoded struct, list or dict: its wire id, type and listeners."""
-
-    __slots__ = ("desc", "listeners", "ref", "type", "value")
-
-    def __init__(self, ref: int, desc: _Desc, type_: _Type | None, value: Any) -> None:
-        self.ref = ref
-        self.desc = desc
-        self.type = type_
-        self.value = value
-        self.listeners: dict[str, list[Callback]] | None = None
-
-
-class RemoteStruct:
-    """A decoded struct: its fields are attributes (``player.x``)."""
-
-    __slots__ = ("__dict__", "_nb_node")
-    _nb_node: _Node
-
-    def __repr__(self) -> str:
-        name = self._nb_node.type.name if self._nb_node.type else "?"
-        fields = ", ".join(f"{k}={v!r}" for k, v in self.__dict__.items())
-        return f"{name}({fields})"
-
-
-class RemoteList(list[Any]):
-    """A decoded list (read-only by convention)."""
-
-    __slots__ = ("_nb_node",)
-    _nb_node: _Node
-
-
-class RemoteDict(dict[Any, Any]):
-    """A decoded dict (read-only by convention)."""
-
-    __slots__ = ("_nb_node",)
-    _nb_node: _Node
-
-
-_REMOTE = (RemoteStruct, RemoteList, RemoteDict)
-
-
-def to_plain(value: Any) -> Any:
-    """Decoded state -> plain dicts and lists (struct fields become dict keys)."""
-    if isinstance(value, RemoteStruct):
-        return {k: to_plain(v) for k, v in value.__dict__.items()}
-    if isinstance(value, list):
-        return [to_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: to_plain(v) for k, v in value.items()}
-    return value
 
 
 class StateDecoder:
@@ -157,8 +76,8 @@ class StateDecoder:
         self.state: RemoteStruct | None = None
         self.seq = 0  #: patch number of the last message applied
         self.complete = False  #: the last message ended a full state or patch
-        self._types: list[_Type] = []
-        self._refs: dict[int, _Node] = {}
+        self._types: list[DecodedType] = []
+        self._refs: dict[int, Node] = {}
         self._broken = True  # nothing to patch until the first full state
         self._events: list[tuple[list[Callback], tuple[Any, ...]]] = []
         self._on_patch: list[Callback] = []
@@ -206,21 +125,21 @@ class StateDecoder:
         return lambda: _discard(self._on_reset, callback)
 
     @staticmethod
-    def _node_of(obj: Any, kinds: Any) -> _Node:
+    def _node_of(obj: Any, kinds: Any) -> Node:
         if not isinstance(obj, kinds):
             raise TypeError(f"not a decoded state object: {type(obj).__name__}")
-        node: _Node = obj._nb_node
+        node: Node = obj._nb_node
         return node
 
     @staticmethod
-    def _add(node: _Node, key: str, callback: Callback) -> Callable[[], None]:
+    def _add(node: Node, key: str, callback: Callback) -> Callable[[], None]:
         if node.listeners is None:
             node.listeners = {}
         bucket = node.listeners.setdefault(key, [])
         bucket.append(callback)
         return lambda: _discard(bucket, callback)
 
-    def _event(self, node: _Node, key: str, *args: Any) -> None:
+    def _event(self, node: Node, key: str, *args: Any) -> None:
         if node.listeners is not None:
             bucket = node.listeners.get(key)
             if bucket:
@@ -271,72 +190,16 @@ class StateDecoder:
     # ------------------------------------------------------------------------ full state
 
     def _begin_reset(self, reader: StateReader) -> None:
-        self._types = self._schema(reader)
+        self._types = read_schema(reader)
         self._refs = {}
         self._resetting = True
         self._broken = False
-        root_desc = _Desc(TypeCode.STRUCT, False, 0, None, 0)
+        root_desc = Desc(TypeCode.STRUCT, False, 0, None, 0)
         self.state = self._create(reader, 0, root_desc)
-
-    def _schema(self, reader: StateReader) -> list[_Type]:
-        count = reader.uvarint()
-        if not 1 <= count <= MAX_TYPES:
-            raise reader.fail(f"{count} types in the schema table")
-        types = []
-        for _ in range(count):
-            name = self._name(reader)
-            nfields = reader.uvarint()
-            if nfields > MAX_FIELDS:
-                raise reader.fail(f"{nfields} fields in type {name}")
-            names: list[str] = []
-            descs = []
-            for _ in range(nfields):
-                field = self._name(reader)
-                if field in names:
-                    raise reader.fail(f"duplicate field {field} in type {name}")
-                names.append(field)
-                descs.append(self._type(reader, count, top=True))
-            types.append(_Type(name, names, descs))
-        return types
-
-    @staticmethod
-    def _name(reader: StateReader) -> str:
-        name = reader.string(MAX_NAME_BYTES)
-        if not name or not name[0].isascii() or not name[0].isalpha() or set(name) - _NAME_CHARS:
-            raise reader.fail(f"bad name {name!r}")
-        return name
-
-    def _type(self, reader: StateReader, ntypes: int, *, top: bool) -> _Desc:
-        head = reader.u8()
-        code, nullable = head & 0x3F, bool(head & NULLABLE)
-        if head & 0x80 or not TypeCode.BOOL <= code <= TypeCode.DICT:
-            raise reader.fail(f"bad type byte {head:#04x}")
-        if code == TypeCode.STRUCT:
-            index = reader.uvarint()
-            if index >= ntypes:
-                raise reader.fail(f"struct type {index} out of range")
-            return self._checked(reader, _Desc(code, nullable, index, None, 0), top)
-        if code in (TypeCode.LIST, TypeCode.DICT):
-            if nullable or not top:
-                raise reader.fail("a list or dict cannot be nullable or an element")
-            key = 0
-            if code == TypeCode.DICT:
-                key = reader.u8()
-                if key not in (TypeCode.INT, TypeCode.STR):
-                    raise reader.fail(f"bad dict key type {key}")
-            elem = self._type(reader, ntypes, top=False)
-            return _Desc(code, False, 0, elem, key)
-        return self._checked(reader, _Desc(code, nullable, 0, None, 0), top)
-
-    @staticmethod
-    def _checked(reader: StateReader, desc: _Desc, top: bool) -> _Desc:
-        if desc.nullable and not top:
-            raise reader.fail("list and dict elements cannot be nullable")
-        return desc
 
     # ------------------------------------------------------------------------------- ops
 
-    def _create(self, reader: StateReader, ref: int, desc: _Desc) -> Any:
+    def _create(self, reader: StateReader, ref: int, desc: Desc) -> Any:
         refs = self._refs
         if ref in refs:
             raise reader.fail(f"node {ref} already exists")
@@ -352,7 +215,7 @@ class StateDecoder:
             value = RemoteList()
         else:
             value = RemoteDict()
-        node = _Node(ref, desc, type_, value)
+        node = Node(ref, desc, type_, value)
         value._nb_node = node
         refs[ref] = node
         return value
@@ -363,7 +226,7 @@ class StateDecoder:
         refs = self._refs
         while stack:
             item = stack.pop()
-            if not isinstance(item, _REMOTE):
+            if not isinstance(item, REMOTE):
                 continue
             refs.pop(item._nb_node.ref, None)
             if isinstance(item, RemoteStruct):
@@ -373,7 +236,7 @@ class StateDecoder:
             else:
                 stack.extend(item.values())
 
-    def _value(self, reader: StateReader, desc: _Desc) -> Any:
+    def _value(self, reader: StateReader, desc: Desc) -> Any:
         code = desc.code
         if code == TypeCode.F32:
             return reader.f32()
@@ -387,11 +250,11 @@ class StateDecoder:
             return reader.boolean()
         return self._create(reader, reader.uvarint(), desc)
 
-    def _key(self, reader: StateReader, desc: _Desc) -> Any:
+    def _key(self, reader: StateReader, desc: Desc) -> Any:
         return reader.string() if desc.key == TypeCode.STR else reader.svarint()
 
     def _ops(self, reader: StateReader) -> None:
-        node: _Node | None = None
+        node: Node | None = None
         while not reader.at_end:
             op = reader.u8()
             if op == OP_SELECT or OP_NEXT < op <= OP_NEXT + NEXT_MAX:
@@ -415,7 +278,7 @@ class StateDecoder:
             else:
                 self._dict_op(reader, node, op)
 
-    def _struct_op(self, reader: StateReader, node: _Node, op: int) -> None:
+    def _struct_op(self, reader: StateReader, node: Node, op: int) -> None:
         type_ = node.type
         assert type_ is not None
         count = len(type_.descs)
@@ -444,16 +307,16 @@ class StateDecoder:
         else:
             raise reader.fail(f"op {op:#04x} on a struct")
 
-    def _set(self, node: _Node, type_: _Type, index: int, value: Any) -> None:
+    def _set(self, node: Node, type_: DecodedType, index: int, value: Any) -> None:
         name = type_.names[index]
         attrs = node.value.__dict__
         previous = attrs[name]
         attrs[name] = value
-        if isinstance(previous, _REMOTE):
+        if isinstance(previous, REMOTE):
             self._free(previous)
         self._event(node, name, value, previous)
 
-    def _list_op(self, reader: StateReader, node: _Node, op: int) -> None:
+    def _list_op(self, reader: StateReader, node: Node, op: int) -> None:
         items: RemoteList = node.value
         elem = node.desc.elem
         assert elem is not None
@@ -489,7 +352,7 @@ class StateDecoder:
         else:
             raise reader.fail(f"op {op:#04x} on a list")
 
-    def _dict_op(self, reader: StateReader, node: _Node, op: int) -> None:
+    def _dict_op(self, reader: StateReader, node: Node, op: int) -> None:
         items: RemoteDict = node.value
         elem = node.desc.elem
         assert elem is not None

@@ -21,6 +21,7 @@ from collections.abc import Callable, Hashable, Iterable
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from netbus.errors import LocalProtocolError
+from netbus.rooms.containers import SyncDict, SyncList
 from netbus.rooms.layout import (
     PRIM,
     STRUCT,
@@ -30,13 +31,22 @@ from netbus.rooms.layout import (
     fields_head,
     layout_of,
     schema_table,
-    value_encoder,
 )
-from netbus.rooms.schema import Gate, Schema, SyncDict, SyncList, Tracker, attach
+from netbus.rooms.primitives import value_encoder
+from netbus.rooms.schema import Schema
+from netbus.rooms.segments import (
+    HEADER_MAX,
+    MIN_MAX_MESSAGE,
+    PatchSink,
+    Seg,
+    Sink,
+    ViewerSink,
+    admits,
+    cut,
+)
+from netbus.rooms.tracking import Tracker, attach
 from netbus.rooms.wire import (
-    FLAG_END,
     FLAG_RESET,
-    MAX_STRING_BYTES,
     NEXT_MAX,
     OP_CLEAR,
     OP_DEL,
@@ -46,14 +56,13 @@ from netbus.rooms.wire import (
     OP_PUSH,
     OP_PUT,
     OP_REPLACE,
-    OP_SELECT,
     uvarint,
 )
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE",
     "DEFAULT_MAX_TOTAL",
-    "MIN_MAX_MESSAGE",
+    "MIN_MAX_MESSAGE",  # (from netbus.rooms.segments)
     "Delivery",
     "StateEncoder",
     "StateTooLarge",
@@ -64,11 +73,6 @@ V = TypeVar("V", bound=Hashable)
 #: The largest cmd_buf (65533) minus the 10-byte header and 16 bytes for the rooms envelope.
 DEFAULT_MAX_MESSAGE = 65533 - 10 - 16
 DEFAULT_MAX_TOTAL = 4 << 20  #: bytes of one full state or patch, all messages together
-_SECTION_SOFT = 4096  #: a section longer than this gets a fresh SELECT before its next op
-_MAX_OP = 1 + 2 * (5 + MAX_STRING_BYTES)  #: PUT with a str key and a str value
-_HEADER_MAX = 1 + 5  #: flags + seq
-MIN_MAX_MESSAGE = 16384  #: any section (< _SECTION_SOFT + _MAX_OP) fits in one message
-assert _SECTION_SOFT + _MAX_OP + _HEADER_MAX < MIN_MAX_MESSAGE
 
 
 class StateTooLarge(LocalProtocolError):
@@ -80,91 +84,6 @@ class Delivery(NamedTuple, Generic[V]):
 
     messages: tuple[bytes, ...]
     viewers: tuple[V, ...]
-
-
-class _Seg:
-    """Ops of one gate, in emission order, in sections (a SELECT and the ops after it).
-
-    ``starts`` and ``refs`` give each section's offset and node. A segment's first SELECT is
-    absolute; later ones may be one-byte steps from the previous (NEXT), which `_messages`
-    turns back into absolute SELECTs where it cuts a patch into several messages.
-    """
-
-    __slots__ = ("buf", "cur", "gate", "key", "refs", "starts")
-
-    def __init__(self, gate: Gate, key: tuple[int, ...]) -> None:
-        self.gate = gate
-        self.key = key
-        self.buf = bytearray()
-        self.starts: list[int] = []
-        self.refs: list[int] = []
-        self.cur = -1
-
-    def select(self, ref: int) -> bytearray:
-        """Make ``ref`` the current node (a new section when needed) and return the buffer."""
-        buf = self.buf
-        cur = self.cur
-        if cur != ref or len(buf) - self.starts[-1] >= _SECTION_SOFT:
-            self.starts.append(len(buf))
-            self.refs.append(ref)
-            step = ref - cur
-            if cur >= 0 and 0 < step <= NEXT_MAX:
-                buf.append(OP_NEXT + step)
-            else:
-                buf.append(OP_SELECT)
-                buf += uvarint(ref)
-            self.cur = ref
-        return buf
-
-
-def _gate_key(gate: Gate) -> tuple[int, ...]:
-    return tuple(i for rule, obj in gate for i in (id(rule), id(obj)))
-
-
-def _admits(gate: Gate, viewer: Any) -> bool:
-    return all(rule(viewer, obj) for rule, obj in gate)
-
-
-class _PatchSink:
-    """Segments of a patch: consecutive ops of the same gate share a segment."""
-
-    __slots__ = ("segs",)
-
-    def __init__(self) -> None:
-        self.segs = [_Seg((), ())]
-
-    def seg(self, gate: Gate) -> _Seg | None:
-        last = self.segs[-1]
-        if gate is last.gate or (not gate and not last.gate):
-            return last
-        key = _gate_key(gate)
-        if key != last.key:
-            last = _Seg(gate, key)
-            self.segs.append(last)
-        return last
-
-
-class _ViewerSink:
-    """One segment for one viewer: ops whose gate does not admit the viewer are dropped."""
-
-    __slots__ = ("cache", "only", "viewer")
-
-    def __init__(self, viewer: Any) -> None:
-        self.viewer = viewer
-        self.only = _Seg((), ())
-        self.cache: dict[tuple[int, ...], bool] = {}
-
-    def seg(self, gate: Gate) -> _Seg | None:
-        if not gate:
-            return self.only
-        key = _gate_key(gate)
-        seen = self.cache.get(key)
-        if seen is None:
-            seen = self.cache[key] = _admits(gate, self.viewer)
-        return self.only if seen else None
-
-
-_Sink = _PatchSink | _ViewerSink
 
 
 class StateEncoder(Generic[V]):
@@ -188,7 +107,7 @@ class StateEncoder(Generic[V]):
         if max_message < MIN_MAX_MESSAGE:
             raise ValueError(f"max_message must be at least {MIN_MAX_MESSAGE}")
         self._table, index = schema_table(type(root))
-        if len(self._table) + _HEADER_MAX > max_message:
+        if len(self._table) + HEADER_MAX > max_message:
             raise ValueError(f"the schema table of {type(root).__name__} does not fit a message")
         if root._nb_tracker is not None or root._nb_parent is not None:
             raise ValueError("this state object already belongs to a state")
@@ -222,7 +141,7 @@ class StateEncoder(Generic[V]):
         cached = self._full_cache
         if cached is not None and cached[0] == self.seq:
             return list(cached[1])
-        sink = _ViewerSink(viewer)
+        sink = ViewerSink(viewer)
         self._emit_tree(self.root, sink)
         messages = self._messages([sink.only], FLAG_RESET, self._table)
         if not self.has_views:
@@ -242,7 +161,7 @@ class StateEncoder(Generic[V]):
         if not dirty:
             return []
         tracker.dirty = []
-        sink = _PatchSink()
+        sink = PatchSink()
         shared = sink.segs[0]
         pending: deque[Any] = deque()
         for node in dirty:
@@ -301,7 +220,7 @@ class StateEncoder(Generic[V]):
                 vkey = (viewer, seg.key)
                 seen = verdicts.get(vkey)
                 if seen is None:
-                    seen = verdicts[vkey] = _admits(seg.gate, viewer)
+                    seen = verdicts[vkey] = admits(seg.gate, viewer)
                 verdict_list.append(seen)
             groups.setdefault(tuple(verdict_list), []).append(viewer)
         out = []
@@ -314,12 +233,12 @@ class StateEncoder(Generic[V]):
 
     # ------------------------------------------------------------------------- emission
 
-    def _emit_tree(self, root: Any, sink: _Sink) -> None:
+    def _emit_tree(self, root: Any, sink: Sink) -> None:
         pending: deque[Any] = deque([root])
         while pending:
             self._emit_full(pending.popleft(), sink, pending)
 
-    def _emit_full(self, node: Any, sink: _Sink, pending: deque[Any]) -> None:
+    def _emit_full(self, node: Any, sink: Sink, pending: deque[Any]) -> None:
         """Every item or non-default field of ``node``; its children go to ``pending``."""
         ref = node._nb_ref
         gate = node._nb_gate
@@ -369,7 +288,7 @@ class StateEncoder(Generic[V]):
             else:
                 buf += enc(item)
 
-    def _struct_changes(self, node: Schema, sink: _Sink, pending: deque[Any]) -> None:
+    def _struct_changes(self, node: Schema, sink: Sink, pending: deque[Any]) -> None:
         d = node.__dict__
         bits = d["_nb_dirty"]
         if bits:
@@ -383,7 +302,7 @@ class StateEncoder(Generic[V]):
         d: dict[str, Any],
         bits: int,
         layout: StructLayout,
-        sink: _Sink,
+        sink: Sink,
         pending: deque[Any],
     ) -> None:
         """The fields in ``bits``: public ones in one op where possible, each hidden one in
@@ -419,7 +338,7 @@ class StateEncoder(Generic[V]):
                 self._one(field_seg, ref, spec, d, pending)
 
     @staticmethod
-    def _one(seg: _Seg, ref: int, spec: FieldSpec, d: dict[str, Any], pending: deque[Any]) -> None:
+    def _one(seg: Seg, ref: int, spec: FieldSpec, d: dict[str, Any], pending: deque[Any]) -> None:
         """One field as SET (or NULL)."""
         buf = seg.select(ref)
         value = d[spec.name]
@@ -435,7 +354,7 @@ class StateEncoder(Generic[V]):
 
     def _fields_slow(
         self,
-        seg: _Seg,
+        seg: Seg,
         ref: int,
         specs: tuple[FieldSpec, ...],
         values: tuple[Any, ...],
@@ -469,7 +388,7 @@ class StateEncoder(Generic[V]):
             buf.append(mask.bit_length() - 1)
             buf += parts[0]
 
-    def _list_changes(self, node: SyncList[Any], sink: _Sink, pending: deque[Any]) -> None:
+    def _list_changes(self, node: SyncList[Any], sink: Sink, pending: deque[Any]) -> None:
         reset, log = node._nb_reset, node._nb_log
         node._clear_pending()
         seg = sink.seg(node._nb_gate)
@@ -522,7 +441,7 @@ class StateEncoder(Generic[V]):
         if item._nb_ref == item_ref:
             pending.append(item)
 
-    def _dict_changes(self, node: SyncDict[Any, Any], sink: _Sink, pending: deque[Any]) -> None:
+    def _dict_changes(self, node: SyncDict[Any, Any], sink: Sink, pending: deque[Any]) -> None:
         cleared, changes = node._nb_cleared, node._nb_changes
         node._clear_pending()
         seg = sink.seg(node._nb_gate)
@@ -550,37 +469,11 @@ class StateEncoder(Generic[V]):
 
     # ------------------------------------------------------------------------- messages
 
-    def _messages(self, segs: list[_Seg], flags: int, table: bytes) -> list[bytes]:
-        """Cut the chosen segments into messages of at most ``max_message`` bytes."""
-        total = sum(len(seg.buf) for seg in segs)
-        if total + len(table) > self.max_total:
-            raise StateTooLarge(f"{total + len(table)} bytes exceed max_total {self.max_total}")
-        head = uvarint(self.seq)
-        if 1 + len(head) + len(table) + total <= self.max_message:
-            parts: list[bytes | bytearray] = [bytes((flags | FLAG_END,)), head, table]
-            parts.extend(seg.buf for seg in segs)
-            return [b"".join(parts)]
-        room = self.max_message - 1 - len(head)
-        bodies: list[bytearray] = [bytearray(table)]
-        for seg in segs:
-            starts, buf = seg.starts, seg.buf
-            for i, start in enumerate(starts):
-                end = starts[i + 1] if i + 1 < len(starts) else len(buf)
-                if len(bodies[-1]) + end - start + 5 > room:  # + 5: a NEXT may grow to SELECT
-                    bodies.append(bytearray())
-                body = bodies[-1]
-                if not body and buf[start] != OP_SELECT:  # a message starts with no previous
-                    body.append(OP_SELECT)
-                    body += uvarint(seg.refs[i])
-                    body += buf[start + 1 : end]
-                else:
-                    body += buf[start:end]
-        out = []
-        last = len(bodies) - 1
-        for i, body in enumerate(bodies):
-            bits = (flags if i == 0 else 0) | (FLAG_END if i == last else 0)
-            out.append(bytes((bits,)) + head + body)
-        return out
+    def _messages(self, segs: list[Seg], flags: int, table: bytes) -> list[bytes]:
+        total = sum(len(seg.buf) for seg in segs) + len(table)
+        if total > self.max_total:
+            raise StateTooLarge(f"{total} bytes exceed max_total {self.max_total}")
+        return cut(segs, flags, self.seq, table, self.max_message)
 
 
 _MISSING = object()

@@ -19,8 +19,6 @@ sent with every full state (docs/state-sync.md §2).
 from __future__ import annotations
 
 import dataclasses
-import functools
-import math
 import operator
 import re
 import struct
@@ -30,17 +28,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, NamedTuple, Union
 
+from netbus.rooms.primitives import (
+    CHECKS,
+    FAST,
+    ZEROS,
+    encode_str,
+    nullable,
+    set_op_for,
+    value_encoder,
+)
 from netbus.rooms.wire import (
     MAX_FIELDS,
     MAX_NAME_BYTES,
-    MAX_SAFE_INT,
-    MAX_STRING_BYTES,
     MAX_TYPES,
     NULLABLE,
     OP_FIELDS,
     OP_FIELDS_INLINE,
     TypeCode,
-    svarint,
     uvarint,
 )
 
@@ -56,14 +60,12 @@ __all__ = [
     "TypeDesc",
     "ViewRule",
     "Visible",
-    "encode_str",
     "f32",
     "fields_head",
     "layout_of",
     "owner_only",
     "primitive_check",
     "schema_table",
-    "value_encoder",
 ]
 
 ViewRule = Callable[[Any, Any], bool]
@@ -112,6 +114,8 @@ class StructBase:
     """Marker base of `Schema` (layouts must recognise nested structs without importing it)."""
 
     __slots__ = ()
+    _nb_parent: Any  #: the node holding this struct (tracking bookkeeping, see Schema)
+    _nb_ref: int  #: its wire id while attached, else -1
 
 
 PRIM, STRUCT, LIST, DICT = 0, 1, 2, 3
@@ -134,110 +138,6 @@ class TypeDesc:
 
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
-_F32_MAX = 3.4028234663852886e38
-
-
-def _bad(value: Any, what: str) -> TypeError:
-    return TypeError(f"expected {what}, got {type(value).__name__}")
-
-
-def _check_bool(value: Any) -> Any:
-    if type(value) is not bool:
-        raise _bad(value, "bool")
-    return value
-
-
-def _check_int(value: Any) -> Any:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise _bad(value, "int")
-    if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
-        raise ValueError(f"int {value} is outside ±(2**53 - 1), not exact in JavaScript")
-    return value
-
-
-def _check_f64(value: Any) -> Any:
-    if type(value) is float:
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    raise _bad(value, "float")
-
-
-def _check_f32(value: Any) -> Any:
-    value = _check_f64(value)
-    if (value > _F32_MAX or value < -_F32_MAX) and not math.isinf(value):
-        raise ValueError(f"{value} does not fit an f32 field")
-    return value
-
-
-def _check_str(value: Any) -> Any:
-    if not isinstance(value, str):
-        raise _bad(value, "str")
-    if len(value) * 4 > MAX_STRING_BYTES or not value.isascii():
-        encode_str(value)
-    return value
-
-
-_CHECKS: dict[TypeCode, Callable[[Any], Any]] = {
-    TypeCode.BOOL: _check_bool,
-    TypeCode.INT: _check_int,
-    TypeCode.F64: _check_f64,
-    TypeCode.F32: _check_f32,
-    TypeCode.STR: _check_str,
-}
-
-
-def primitive_check(desc: TypeDesc) -> Callable[[Any], Any]:
-    """The value check of a primitive type (identity for struct, list and dict types)."""
-    return _CHECKS.get(desc.code, _no_check)
-
-
-def _nullable(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def check_or_none(value: Any) -> Any:
-        return None if value is None else check(value)
-
-    return check_or_none
-
-
-def encode_str(value: str) -> bytes:
-    """uvarint byte count + UTF-8; too long or unencodable text raises ValueError."""
-    try:
-        data = value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("string holds a lone surrogate and cannot be UTF-8") from None
-    if len(data) > MAX_STRING_BYTES:
-        raise ValueError(f"string of {len(data)} UTF-8 bytes exceeds {MAX_STRING_BYTES}")
-    return uvarint(len(data)) + data
-
-
-_F32S = struct.Struct("<f")
-_F64S = struct.Struct("<d")
-_BOOLS = (b"\x00", b"\x01")
-
-
-def _enc_bool(value: Any) -> bytes:
-    return _BOOLS[1 if value else 0]
-
-
-def _enc_f32(value: Any) -> bytes:
-    return _F32S.pack(value)
-
-
-def _enc_f64(value: Any) -> bytes:
-    return _F64S.pack(value)
-
-
-def value_encoder(code: TypeCode) -> Callable[[Any], bytes]:
-    """The byte encoder of one primitive type (values already checked)."""
-    return {
-        TypeCode.BOOL: _enc_bool,
-        TypeCode.INT: svarint,
-        TypeCode.F64: _enc_f64,
-        TypeCode.F32: _enc_f32,
-        TypeCode.STR: encode_str,
-    }[code]
-
-
 @dataclass(frozen=True, slots=True)
 class FieldSpec:
     """One synced field: its index (= SET opcode), type and the helpers hot paths call."""
@@ -261,13 +161,6 @@ class FieldSpec:
 
 
 _NO_ZERO = object()
-_ZEROS: dict[TypeCode, Any] = {
-    TypeCode.BOOL: False,
-    TypeCode.INT: 0,
-    TypeCode.F64: 0.0,
-    TypeCode.F32: 0.0,
-    TypeCode.STR: "",
-}
 
 
 def fields_head(mask: int) -> bytes:
@@ -389,14 +282,14 @@ def _spec(index: int, name: str, hint: Any, where: str) -> FieldSpec:
         if isinstance(extra, Visible):
             visible = extra.rule
     desc = _desc(hint, where)
-    check: Callable[[Any], Any] = _CHECKS.get(desc.code, _no_check)
+    check: Callable[[Any], Any] = CHECKS.get(desc.code, _no_check)
     encode = value_encoder(desc.code) if desc.kind == PRIM else None
     zero = _NO_ZERO
     if desc.nullable:
-        check, zero = _nullable(check), None
+        check, zero = nullable(check), None
     elif desc.kind == PRIM:
-        zero = _ZEROS[desc.code]
-    fast, lo, hi = _FAST.get(desc.code, (None, 0.0, 0.0))
+        zero = ZEROS[desc.code]
+    fast, lo, hi = FAST.get(desc.code, (None, 0.0, 0.0))
     return FieldSpec(
         index,
         name,
@@ -410,37 +303,18 @@ def _spec(index: int, name: str, hint: Any, where: str) -> FieldSpec:
         fast,
         lo,
         hi,
-        _set_op(index, desc.code) if desc.kind == PRIM else None,
+        set_op_for(index, desc.code) if desc.kind == PRIM else None,
         desc.code is TypeCode.STR,
     )
 
 
-_INF = math.inf
-_FAST: dict[TypeCode, tuple[type, float, float]] = {
-    TypeCode.BOOL: (bool, -_INF, _INF),
-    TypeCode.INT: (int, -MAX_SAFE_INT, MAX_SAFE_INT),
-    TypeCode.F64: (float, -_INF, _INF),
-    TypeCode.F32: (float, -_F32_MAX, _F32_MAX),  # NaN and ±inf take the slow (valid) path
-}
-
-
-def _set_op(index: int, code: TypeCode) -> Callable[[Any], bytes]:
-    """SET of field ``index``: one C call for floats, the common case of moving things."""
-    if code is TypeCode.F32:
-        return functools.partial(struct.Struct("<Bf").pack, index)
-    if code is TypeCode.F64:
-        return functools.partial(struct.Struct("<Bd").pack, index)
-    head = bytes((index,))
-    encode = value_encoder(code)
-
-    def set_op(value: Any) -> bytes:
-        return head + encode(value)
-
-    return set_op
-
-
 def _no_check(value: Any) -> Any:
     return value
+
+
+def primitive_check(desc: TypeDesc) -> Callable[[Any], Any]:
+    """The value check of a primitive type (identity for struct, list and dict types)."""
+    return CHECKS.get(desc.code, _no_check)
 
 
 def layout_of(cls: type) -> StructLayout:

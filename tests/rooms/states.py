@@ -12,8 +12,8 @@ from typing import Annotated, Any
 from hypothesis import HealthCheck, settings
 
 from netbus.rooms import Schema, StateDecoder, StateEncoder, f32, owner_only
+from netbus.rooms.containers import SyncDict, SyncList
 from netbus.rooms.layout import PRIM, layout_of
-from netbus.rooms.schema import SyncDict, SyncList
 
 #: Modest example counts keep the rooms suite within a few seconds.
 SETTINGS = settings(

@@ -10,9 +10,14 @@ import netbus.rooms
 
 MODULES = [
     "wire",
+    "primitives",
     "layout",
     "schema",
+    "segments",
+    "tracking",
+    "containers",
     "encoder",
+    "remote",
     "decoder",
     "clock",
     "driver",
@@ -40,7 +45,9 @@ def test_the_sync_core_imports_no_asyncio() -> None:
     import ast
     from pathlib import Path
 
-    for name in ["wire", "layout", "schema", "encoder", "decoder", "clock"]:
+    core = ["wire", "primitives", "layout", "tracking", "containers", "schema", "encoder"]
+    core += ["segments", "remote", "decoder", "clock"]
+    for name in core:
         path = Path(netbus.rooms.__file__).with_name(f"{name}.py")
         tree = ast.parse(path.read_text("utf-8"))
         imported = set()

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from netbus.rooms import StateEncoder
-from netbus.rooms.schema import Schema, SyncDict, SyncList
+from netbus.rooms.containers import SyncDict, SyncList
+from netbus.rooms.schema import Schema
 
 from .states import Arena, Box, Item, Player, Pos
 
