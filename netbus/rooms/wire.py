@@ -114,7 +114,12 @@ def uvarint(value: int) -> bytes:
 
 def svarint(value: int) -> bytes:
     """A signed int as zigzag LEB128 (0, -1, 1, -2 ... -> 0, 1, 2, 3 ...)."""
-    return uvarint(value << 1 if value >= 0 else ((-value) << 1) - 1)
+    zigzag = value << 1 if value >= 0 else ((-value) << 1) - 1
+    if zigzag < 0x80:
+        return _SMALL[zigzag]
+    if zigzag < 0x4000:  # positions in tenths, scores: the common case, without a loop
+        return bytes(((zigzag & 0x7F) | 0x80, zigzag >> 7))
+    return uvarint(zigzag)
 
 
 class StateReader:
