@@ -259,6 +259,7 @@ class Scheduler:
         for _, _, timer in self._heap:
             timer.cancelled = True
         self._heap.clear()
+        self._cancelled = 0
         if self._armed is not None:
             self._armed.cancel()
             self._armed = None

@@ -215,6 +215,7 @@ def test_dispose_cancels_everything() -> None:
     fired: list[str] = []
     sched.every(0.05, lambda info: fired.append("tick"))
     sched.call_later(1.0, lambda: fired.append("timer"))
+    sched.call_later(2.0, print).cancel()
     sched.dispose()
     assert not loop.live() and len(sched) == 0 and sched.next_deadline is None
     loop.run_until(102.0)
