@@ -17,19 +17,24 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from netbus.storage import AccountStore, create_engine, upgrade
+from netbus.storage import AccountStore, alembic_config, create_engine, upgrade
 
 __all__ = [
+    "HEAD_REVISION",
     "MYSQL_BASE_URL",
     "PEPPER",
     "RunSql",
     "mariadb_database",
 ]
+
+#: The newest migration, which ``upgrade`` brings every test database to.
+HEAD_REVISION = ScriptDirectory.from_config(alembic_config("")).get_current_head()
 
 PEPPER = b"netbus-test-pepper-0123456789abcdef"
 MYSQL_BASE_URL = os.environ.get("NETBUS_TEST_MYSQL_URL", "mysql+asyncmy://root@127.0.0.1:3306")

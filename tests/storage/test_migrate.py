@@ -17,6 +17,8 @@ from sqlalchemy.engine import Connection
 from netbus.storage import alembic_config, create_engine, metadata, upgrade, upgrade_sync
 from netbus.storage.migrate import MIGRATIONS_DIR
 
+from .conftest import HEAD_REVISION
+
 _ROOT = str(MIGRATIONS_DIR.parents[2])  # the checkout, so child processes import netbus
 
 EXPECTED_COLUMNS = {
@@ -30,6 +32,7 @@ EXPECTED_COLUMNS = {
     "uemail",
     "ucity",
     "guest_key",
+    "uname_key",
     "is_guest",
     "uvip",
     "vip_endtime",
@@ -74,7 +77,7 @@ async def test_upgrade_creates_schema(empty_db_url: str) -> None:
     assert schema["columns"] == EXPECTED_COLUMNS
     assert schema["pk"] == ["uid"]
     assert schema["indexes"]["ix_uinfo_guest_key"] == (["guest_key"], True)
-    assert schema["version"] == ["0001"]
+    assert schema["version"] == [HEAD_REVISION]
 
 
 async def test_migrations_match_schema_module(db_url: str) -> None:
@@ -85,7 +88,7 @@ async def test_upgrade_is_idempotent(db_url: str) -> None:
     await upgrade(db_url)  # db_url is already at head
     await upgrade(db_url)
     schema = await _inspect(db_url, _describe_schema)
-    assert schema["version"] == ["0001"]
+    assert schema["version"] == [HEAD_REVISION]
 
 
 async def test_downgrade_then_upgrade_again(db_url: str) -> None:
@@ -121,7 +124,7 @@ def test_config_needs_no_ini_and_keeps_url_out_of_options() -> None:
 
 async def test_concurrent_upgrades_in_one_process(empty_db_url: str) -> None:
     await asyncio.gather(*(upgrade(empty_db_url) for _ in range(4)))
-    assert (await _inspect(empty_db_url, _describe_schema))["version"] == ["0001"]
+    assert (await _inspect(empty_db_url, _describe_schema))["version"] == [HEAD_REVISION]
 
 
 _CHILD = "import sys\nfrom netbus.storage import upgrade_sync\nupgrade_sync(sys.argv[1])\n"
@@ -149,5 +152,5 @@ def test_concurrent_upgrades_from_several_processes(empty_db_url: str) -> None:
                 proc.wait()
     assert [p.returncode for p in procs] == [0] * 3, [err.decode()[-500:] for _, err in outputs]
     schema = asyncio.run(_inspect(empty_db_url, _describe_schema))
-    assert schema["version"] == ["0001"]
+    assert schema["version"] == [HEAD_REVISION]
     assert "uinfo" in schema["tables"]
