@@ -34,6 +34,8 @@ __all__ = [
     "StorageError",
     "db_error_code",
     "describe_db_error",
+    "describe_driver_error",
+    "driver_error_code",
     "storage_errors",
 ]
 
@@ -107,13 +109,23 @@ class AuthRefused(NetbusError):
 def db_error_code(err: BaseException | None) -> int | str | None:
     """The driver's code for a wrapped DBAPI error: MySQL errno or SQLite error name."""
     orig = getattr(err, "orig", None)
-    if orig is None:
-        return None
-    name = getattr(orig, "sqlite_errorname", None)
+    return None if orig is None else driver_error_code(orig)
+
+
+def driver_error_code(err: BaseException) -> int | str | None:
+    """The code of a driver's own exception (asyncmy, sqlite3): errno or SQLite error name."""
+    name = getattr(err, "sqlite_errorname", None)
     if isinstance(name, str):
         return name
-    args = getattr(orig, "args", ())
+    args = getattr(err, "args", ())
     return args[0] if args and isinstance(args[0], int) else None
+
+
+def describe_driver_error(err: BaseException) -> str:
+    """Like `describe_db_error`, for an exception the driver raised directly."""
+    code = driver_error_code(err)
+    name = type(err).__name__
+    return f"database error {name}" if code is None else f"database error {name} {code}"
 
 
 def describe_db_error(err: BaseException) -> str:
