@@ -53,9 +53,11 @@ class Result:
     def row(self) -> str:
         server = "" if self.server_cpu is None else f"{self.server_cpu / self.logins * 1e3:.3f}"
         per_batch = "" if not self.batches else f"{self.logins / self.batches:.1f}"
+        rate = self.logins / self.seconds
+        cpu = self.cpu / self.logins * 1e3
         return (
-            f"| {self.backend} | {self.path} | {self.concurrency} | {self.logins / self.seconds:,.0f}"
-            f" | {self.cpu / self.logins * 1e3:.3f} | {server} | {per_batch} |"
+            f"| {self.backend} | {self.path} | {self.concurrency} | {rate:,.0f}"
+            f" | {cpu:.3f} | {server} | {per_batch} |"
         )
 
 
