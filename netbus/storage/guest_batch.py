@@ -119,7 +119,13 @@ class GuestLoginBatcher:
         self._closed = False
         self._sql: dict[tuple[str, int], str] = {}
         #: counters for metrics and benchmarks
-        self.stats = {"logins": 0, "batches": 0, "largest_batch": 0, "failed_batches": 0}
+        self.stats = {
+            "logins": 0,
+            "batches": 0,
+            "largest_batch": 0,
+            "failed_batches": 0,
+            "retries": 0,
+        }
 
     async def guest_login(self, guest_key: str) -> tuple[Account, bool]:
         """Log in with a guest key, creating the account if the key is new.
@@ -230,6 +236,7 @@ class GuestLoginBatcher:
                     await self._drop_connection(broken=True)
                 if attempt == _ATTEMPTS or not retry:
                     raise StorageError(f"guest_login: {describe_driver_error(err)}") from err
+                self.stats["retries"] += 1
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _connection(self) -> RawConnection:

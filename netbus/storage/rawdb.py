@@ -90,15 +90,38 @@ class _Base:
                 await self._conn.close()
 
 
+def _quiet_cursor_class() -> type:
+    """asyncmy's cursor, minus its server-warning log.
+
+    After a statement with warnings, asyncmy runs ``SHOW WARNINGS`` (one more round trip) and
+    logs each text at WARNING. ``INSERT IGNORE`` turns every duplicate key into a warning
+    whose text quotes the key, here a guest-key digest, which must not reach the logs.
+    """
+    from asyncmy.cursors import Cursor
+
+    class QuietCursor(Cursor):
+        async def _show_warnings(self, conn: Any) -> None:
+            return None
+
+    return QuietCursor
+
+
 class _Mysql(_Base):
     placeholder = "%s"
     insert_ignore = "INSERT IGNORE"
+
+    def __init__(self, conn: AsyncConnection, driver: Any, *, returning: bool) -> None:
+        super().__init__(conn, driver, returning=returning)
+        self._cursor_class = _quiet_cursor_class()
+
+    def _cursor(self) -> Any:
+        return self._driver.cursor(self._cursor_class)
 
     async def begin(self) -> None:
         pass  # autocommit is off: the first statement opens the transaction
 
     async def fetch(self, sql: str, params: Sequence[Any]) -> Sequence[Row]:
-        cursor = self._driver.cursor()
+        cursor = self._cursor()
         try:
             await cursor.execute(sql, params)
             rows: Sequence[Row] = await cursor.fetchall()
@@ -107,7 +130,7 @@ class _Mysql(_Base):
             await cursor.close()
 
     async def execute(self, sql: str, params: Sequence[Any]) -> int:
-        cursor = self._driver.cursor()
+        cursor = self._cursor()
         try:
             await cursor.execute(sql, params)
             return int(cursor.rowcount)
@@ -115,7 +138,7 @@ class _Mysql(_Base):
             await cursor.close()
 
     async def insert_one(self, sql: str, params: Sequence[Any]) -> int | None:
-        cursor = self._driver.cursor()
+        cursor = self._cursor()
         try:
             await cursor.execute(sql, params)
             return int(cursor.lastrowid) if cursor.rowcount == 1 else None

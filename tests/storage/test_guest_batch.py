@@ -397,3 +397,81 @@ def test_bad_arguments() -> None:
         GuestLoginBatcher(None, PEPPER, max_batch=0)  # type: ignore[arg-type]
     with pytest.raises(netbus.errors.ConfigError):
         GuestLoginBatcher(None, b"")  # type: ignore[arg-type]
+
+
+async def _wait_for_lock_waits(probe_engine: AsyncEngine, count: int) -> None:
+    async with probe_engine.connect() as probe:
+        for _ in range(100):
+            waiting = (
+                await probe.execute(
+                    text(
+                        "SELECT COUNT(*) FROM information_schema.INNODB_TRX"
+                        " WHERE trx_state = 'LOCK WAIT'"
+                    )
+                )
+            ).scalar_one()
+            await probe.rollback()
+            if waiting >= count:
+                return
+            # InnoDB refreshes this view only when it was last read >= 0.1 s ago.
+            await asyncio.sleep(0.15)
+    raise AssertionError(f"{count} lock waits never showed up")
+
+
+@pytest.mark.parametrize("returning", [True, False], ids=["returning", "row-by-row"])
+async def test_mariadb_key_inserted_elsewhere_meanwhile(
+    mariadb_url: str,
+    make_batcher: MakeBatcher,
+    make_engine: Callable[[str], AsyncEngine],
+    returning: bool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Another center inserts the key after this batch's SELECT: INSERT IGNORE waits for
+    # its lock, is ignored once it commits, and the row is read back after our commit.
+    batcher = make_batcher(mariadb_url, returning=returning)
+    await batcher.guest_login(key(0))
+    holder = make_engine(mariadb_url)
+    async with holder.connect() as conn:
+        await conn.execute(
+            insert(uinfo).values(
+                unick="holder", guest_key=hash_guest_key(PEPPER, key(1)), is_guest=True
+            )
+        )
+        login = asyncio.ensure_future(batcher.guest_login(key(1)))
+        others = [asyncio.ensure_future(batcher.guest_login(key(i))) for i in range(2, 4)]
+        await _wait_for_lock_waits(holder, 1)
+        await conn.commit()
+    account, created = await login
+    assert (account.unick, created) == ("holder", False)
+    for task in others:  # the batch's other keys were created
+        assert (await task)[1]
+    digest = hash_guest_key(PEPPER, key(1))
+    assert not [r for r in caplog.records if digest in r.getMessage()]  # no driver warning log
+
+
+async def test_mariadb_deadlocks_between_centers_are_retried(
+    mariadb_url: str, make_batcher: MakeBatcher, make_engine: Callable[[str], AsyncEngine]
+) -> None:
+    # Three centers queue behind an uncommitted insert of one key that then rolls back: the
+    # waiters may deadlock (1213) when they all want the freed record; the loser retries.
+    batchers = [make_batcher(mariadb_url) for _ in range(3)]
+    for i, b in enumerate(batchers):
+        await b.guest_login(key(900 + i))
+    holder = make_engine(mariadb_url)
+    for attempt in range(8):
+        k = key(attempt)
+        async with holder.connect() as conn:
+            await conn.execute(
+                insert(uinfo).values(unick="holder", guest_key=hash_guest_key(PEPPER, k))
+            )
+            logins = [asyncio.ensure_future(b.guest_login(k)) for b in batchers]
+            await _wait_for_lock_waits(holder, 3)
+            await conn.rollback()
+        results = await asyncio.gather(*logins, return_exceptions=True)
+        assert not [r for r in results if isinstance(r, BaseException)], results
+        accounts = [r for r in results if isinstance(r, tuple)]
+        assert len({a.uid for a, _ in accounts}) == 1
+        assert sum(created for _, created in accounts) == 1
+        if sum(b.stats["retries"] for b in batchers):
+            break
+    assert sum(b.stats["retries"] for b in batchers) > 0  # a deadlock really happened
