@@ -86,6 +86,7 @@ class AuthOptions:
     session_store: Literal["auto", "database", "redis"] = "auto"
     login_batch: bool = True
     login_batch_max: int = 128
+    login_batch_connections: int = 1
     purge_interval: float = 60.0
     purge_limit: int = 1000
 
@@ -340,7 +341,12 @@ def open_auth_store(
     guests = None
     if opts.login_batch:
         guests = GuestLoginBatcher(
-            engine, pepper, max_batch=opts.login_batch_max, timeout=timeout, clock=clock
+            engine,
+            pepper,
+            max_batch=opts.login_batch_max,
+            connections=opts.login_batch_connections,
+            timeout=timeout,
+            clock=clock,
         )
     return AuthStore(
         accounts=AccountStore(engine, pepper, timeout=timeout),

@@ -4,28 +4,32 @@
 unknown key, only the key's HMAC stored, disabled accounts returned as such, one ``created``
 per key however many logins race) at a fraction of the cost per login:
 
-* **Group commit.** Logins queue; one flusher task takes up to ``max_batch`` of them and runs
-  them as one transaction on a dedicated connection (`netbus.storage.rawdb`): one SELECT of
-  every digest (``IN (...)``), one multi-row ``INSERT IGNORE ... RETURNING`` for the unknown
-  ones, one UPDATE of ``last_login_at`` for the known ones, one COMMIT. Logins that arrive
-  meanwhile form the next batch, which starts as soon as this one returns: an idle server
-  adds no delay (a lone login is a batch of one), a busy one amortises each round trip and
-  each commit over the whole batch.
+* **Group commit.** Logins queue; a flusher task takes up to ``max_batch`` of them and runs
+  them on a dedicated connection (`netbus.storage.rawdb`): one SELECT of every digest
+  (``IN (...)``), one UPDATE of ``last_login_at`` for the known ones, one multi-row
+  ``INSERT IGNORE ... RETURNING`` for the unknown ones. On MariaDB each of these statements
+  is atomic by itself and the connection runs in autocommit mode, so a batch of new players
+  is two round trips and one log flush; on SQLite the batch is one ``BEGIN IMMEDIATE``
+  transaction. Logins that arrive meanwhile form the next batch, which starts as soon as a
+  connection is free: an idle server adds no delay (a lone login is a batch of one), a busy
+  one amortises each round trip and each commit over the whole batch. With ``connections``
+  > 1, logins waiting together are shared out over the free connections.
 * **Several processes, one database.** Nothing about uid allocation is assumed in-process:
-  the database assigns uids and ``RETURNING`` reports them (on MySQL, which lacks it, rows are
-  inserted one by one in the same transaction and read back through ``lastrowid``). A key
-  that another process inserts concurrently is ignored by ``INSERT IGNORE`` and read back
-  after the commit, so it is one account, and only the process that inserted it says
-  ``created``. InnoDB deadlocks between such batches are retried (up to 3 attempts).
+  the database assigns uids and ``RETURNING`` reports them (on MySQL, which lacks it, rows
+  are inserted one by one inside one transaction and read back through ``lastrowid``). A key
+  that another process inserts concurrently is ignored by ``INSERT IGNORE`` (which waits for
+  that insert's lock) and read back afterwards, so it is one account, and only the process
+  that inserted it says ``created``. InnoDB deadlocks are retried (up to 3 attempts); the
+  UPDATE runs before the INSERT so that a retry never repeats a write that matters.
 * **Errors stay per login.** A row whose uid is out of range fails its own login only (a new
-  row is deleted before the commit), and so does a key whose account cannot be found. When
-  the batch itself fails (the database is down, hangs past ``timeout``, or the commit
-  fails), every login waiting at that moment is answered with that `StorageError`, and the
-  connection is replaced before the next batch. A connection that died while idle (server
+  one is deleted again at once), and so does a key whose account cannot be found. When a
+  batch itself fails (the database is down, hangs past ``timeout``, or refuses a statement),
+  every login waiting at that moment is answered with that `StorageError`, and the
+  connection is replaced before its next batch. A connection that died while idle (server
   restart, ``wait_timeout``, ``KILL``) is noticed by the first statement, and the batch is
   retried once on a fresh connection.
 
-A login waits for the batch in flight, then its own: at most about twice ``timeout``.
+A login waits for a free connection, then its own batch: at most about twice ``timeout``.
 """
 
 from __future__ import annotations
@@ -56,22 +60,23 @@ Outcome = tuple[Account, bool] | StorageError
 _Waiter = tuple[str, "asyncio.Future[tuple[Account, bool]]"]
 
 _COLUMNS = ("uid", "unick", "usex", "uface", "uvip", "vip_endtime", "is_guest", "status", "uname")
-_INSERT_COLUMNS = (
-    "unick",
-    "usex",
-    "uface",
-    "guest_key",
-    "is_guest",
-    "uvip",
-    "vip_endtime",
-    "status",
-    "created_at",
-    "last_login_at",
-)
+#: the other columns (uface, uvip, vip_endtime, status) take their server default, 0
+_INSERT_COLUMNS = ("unick", "usex", "guest_key", "is_guest", "created_at", "last_login_at")
 _DEADLOCK = 1213
 _ATTEMPTS = 3
 #: driver errors about the statement or the data, not the connection
 _LOGIC_ERRORS = frozenset({"IntegrityError", "ProgrammingError", "DataError", "NotSupportedError"})
+
+
+class _Lane:
+    """One connection of the batcher and the task flushing batches on it."""
+
+    __slots__ = ("busy", "conn", "task")
+
+    def __init__(self) -> None:
+        self.conn: RawConnection | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.busy = False
 
 
 class GuestLoginBatcher:
@@ -89,6 +94,7 @@ class GuestLoginBatcher:
         clock: unix time in seconds (``created_at``, ``last_login_at``).
         returning: force (True) or avoid (False) ``INSERT ... RETURNING``; default: whatever
             the server supports.
+        connections: connections (each with its own flusher) at most.
     """
 
     def __init__(
@@ -101,11 +107,12 @@ class GuestLoginBatcher:
         timeout: float | None = 10.0,
         clock: Callable[[], float] = time.time,
         returning: bool | None = None,
+        connections: int = 1,
     ) -> None:
         if not isinstance(pepper, bytes | bytearray) or not pepper:
             raise ConfigError("the guest-key pepper must be non-empty bytes")
-        if max_batch < 1 or max_waiting < 1:
-            raise ValueError("max_batch and max_waiting must be at least 1")
+        if max_batch < 1 or max_waiting < 1 or connections < 1:
+            raise ValueError("max_batch, max_waiting and connections must be at least 1")
         self._engine = engine
         self._pepper = bytes(pepper)
         self._max_batch = max_batch
@@ -114,8 +121,7 @@ class GuestLoginBatcher:
         self._clock = clock
         self._returning = returning
         self._queue: list[_Waiter] = []
-        self._flusher: asyncio.Task[None] | None = None
-        self._conn: RawConnection | None = None
+        self._lanes = [_Lane() for _ in range(connections)]
         self._closed = False
         self._sql: dict[tuple[str, int], str] = {}
         #: counters for metrics and benchmarks
@@ -142,36 +148,50 @@ class GuestLoginBatcher:
             raise StorageError("guest_login: too many logins waiting for the database")
         future: asyncio.Future[tuple[Account, bool]] = asyncio.get_running_loop().create_future()
         self._queue.append((hash_guest_key(self._pepper, guest_key), future))
-        if self._flusher is None:
-            self._flusher = asyncio.get_running_loop().create_task(
-                self._flush(), name="guest-login-batcher"
-            )
+        for lane in self._lanes:
+            if lane.task is None:  # an idle connection: start it now, no waiting
+                lane.task = asyncio.get_running_loop().create_task(
+                    self._flush(lane), name="guest-login-batcher"
+                )
+                break
         return await future
 
     async def close(self) -> None:
-        """Answer every waiting login with `StorageError`, give the connection back. Idempotent."""
+        """Answer every waiting login with `StorageError`, give the connections back.
+
+        Idempotent.
+        """
         self._closed = True
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+        for lane in self._lanes:
+            if lane.task is not None:
+                lane.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await lane.task
         self._fail(self._take_all(), StorageError("guest_login: the login batcher is closed"))
-        await self._drop_connection(broken=False)
+        for lane in self._lanes:
+            await self._drop_connection(lane, broken=False)
 
     # ----------------------------------------------------------------------------- flushing
-    async def _flush(self) -> None:
+    async def _flush(self, lane: _Lane) -> None:
         try:
             while self._queue:
-                batch = self._queue[: self._max_batch]
-                del self._queue[: self._max_batch]
-                await self._flush_one(batch)
+                # Share the queue with the connections that started alongside this one.
+                starting = sum(1 for x in self._lanes if x.task is not None and not x.busy)
+                size = min(self._max_batch, -(-len(self._queue) // max(1, starting)))
+                batch = self._queue[:size]
+                del self._queue[:size]
+                lane.busy = True
+                try:
+                    await self._flush_one(lane, batch)
+                finally:
+                    lane.busy = False
         except asyncio.CancelledError:
             self._fail(self._take_all(), StorageError("guest_login: the login batcher is closed"))
             raise
         finally:
-            self._flusher = None
+            lane.task = None
 
-    async def _flush_one(self, batch: list[_Waiter]) -> None:
+    async def _flush_one(self, lane: _Lane, batch: list[_Waiter]) -> None:
         waiting: dict[str, list[asyncio.Future[tuple[Account, bool]]]] = {}
         for digest, future in batch:
             waiting.setdefault(digest, []).append(future)
@@ -179,7 +199,7 @@ class GuestLoginBatcher:
         self.stats["logins"] += len(batch)
         self.stats["largest_batch"] = max(self.stats["largest_batch"], len(batch))
         try:
-            outcomes = await self._run(list(waiting))
+            outcomes = await self._run(lane, list(waiting))
         except asyncio.CancelledError:
             self._fail(batch, StorageError("guest_login: the login batcher is closed"))
             raise
@@ -211,16 +231,16 @@ class GuestLoginBatcher:
                 future.set_exception(error)
 
     # ------------------------------------------------------------------------ one batch
-    async def _run(self, digests: list[str]) -> dict[str, Outcome]:
+    async def _run(self, lane: _Lane, digests: list[str]) -> dict[str, Outcome]:
         """Run one batch, retrying deadlocks and a connection that died while idle."""
         for attempt in range(1, _ATTEMPTS + 1):
-            fresh = self._conn is None
+            fresh = lane.conn is None
             try:
                 async with asyncio.timeout(self._timeout):
-                    conn = await self._connection()
+                    conn = await self._connection(lane)
                     return await self._transaction(conn, digests)
             except TimeoutError as err:
-                await self._drop_connection(broken=True)
+                await self._drop_connection(lane, broken=True)
                 raise StorageError(
                     f"guest_login: no answer from the database within {self._timeout}s"
                 ) from err
@@ -231,47 +251,48 @@ class GuestLoginBatcher:
                 logic = type(err).__name__ in _LOGIC_ERRORS
                 retry = code == _DEADLOCK or (not fresh and not logic)
                 if code == _DEADLOCK or logic:
-                    await self._rollback()
+                    await self._rollback(lane)
                 else:
-                    await self._drop_connection(broken=True)
+                    await self._drop_connection(lane, broken=True)
                 if attempt == _ATTEMPTS or not retry:
                     raise StorageError(f"guest_login: {describe_driver_error(err)}") from err
                 self.stats["retries"] += 1
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _connection(self) -> RawConnection:
-        if self._conn is None:
+    async def _connection(self, lane: _Lane) -> RawConnection:
+        if lane.conn is None:
             try:
-                self._conn = await open_raw(self._engine)
+                lane.conn = await open_raw(self._engine, returning=self._returning)
             except Exception as err:
                 raise StorageError(f"guest_login: {describe_db_error(err)}") from err
-        return self._conn
+        return lane.conn
 
-    async def _drop_connection(self, *, broken: bool) -> None:
-        conn, self._conn = self._conn, None
+    @staticmethod
+    async def _drop_connection(lane: _Lane, *, broken: bool) -> None:
+        conn, lane.conn = lane.conn, None
         if conn is not None:
             await conn.close(broken=broken)
 
-    async def _rollback(self) -> None:
-        if self._conn is not None:
+    async def _rollback(self, lane: _Lane) -> None:
+        if lane.conn is not None:
             try:
-                await self._conn.rollback()
+                await lane.conn.rollback()
             except Exception:
-                await self._drop_connection(broken=True)
+                await self._drop_connection(lane, broken=True)
 
     async def _transaction(self, conn: RawConnection, digests: list[str]) -> dict[str, Outcome]:
         now = int(self._clock())
         outcomes: dict[str, Outcome] = {}
         await conn.begin()
         found = await self._select(conn, digests)
+        known = [_uid(row) for row in found.values()]
+        known = [uid for uid in known if 1 <= uid <= MAX_UID]
+        if known:  # first: touching is idempotent, so a retry after it is harmless
+            await conn.execute(self._in_sql("touch", len(known), conn), [now, *known])
         missing = [d for d in digests if d not in found]
         created: dict[str, Account] = {}
         if missing:
             created = await self._insert(conn, missing, now, outcomes)
-        known = [_uid(row) for row in found.values()]
-        known = [uid for uid in known if 1 <= uid <= MAX_UID]
-        if known:
-            await conn.execute(self._in_sql("touch", len(known), conn), [now, *known])
         await conn.commit()
         for digest, row in found.items():
             outcomes[digest] = _loaded(row)
@@ -307,12 +328,12 @@ class GuestLoginBatcher:
             for d in digests
         }
         uids: dict[str, int] = {}
-        returning = conn.returning if self._returning is None else self._returning
-        if returning:
+        if conn.returning:
             params: list[Any] = []
             for d in digests:
                 params.extend(_insert_values(d, *profiles[d], now))
-            for uid, digest in await conn.fetch(self._insert_sql(len(digests), conn, True), params):
+            sql = self._insert_sql(len(digests), conn, True)
+            for uid, digest in await conn.fetch(sql, params):
                 uids[digest] = int(uid)
         else:
             sql = self._insert_sql(1, conn, False)
@@ -366,7 +387,7 @@ class GuestLoginBatcher:
 
 
 def _insert_values(digest: str, unick: str, usex: int, now: int) -> Sequence[Any]:
-    return (unick, usex, 0, digest, 1, 0, 0, 0, now, now)
+    return (unick, usex, digest, 1, now, now)
 
 
 def _uid(row: Row) -> int:

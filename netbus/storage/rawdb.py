@@ -11,6 +11,12 @@ with SQL text prepared once per batch size.
 ``fetch`` (rows) and ``execute`` (row count), ``insert_one`` (the new row id or ``None`` when
 the insert was ignored). Parameters are positional, in the driver's placeholder style
 (`RawConnection.placeholder`).
+
+Autocommit: on MySQL/MariaDB with ``INSERT ... RETURNING`` every statement of a guest-login
+batch is atomic on its own (the batch needs no transaction around it, see `guest_batch`), so
+the connection runs in autocommit mode, which saves the COMMIT round trip: ``begin`` and
+``commit`` do nothing then. The mode is switched once when the connection is opened and
+switched back before it returns to the pool.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ class RawConnection(Protocol):
     returning: bool
     #: ``INSERT IGNORE`` (MySQL) or ``INSERT OR IGNORE`` (SQLite)
     insert_ignore: str
+    #: each statement commits itself; ``begin`` and ``commit`` do nothing
+    autocommit: bool
 
     async def begin(self) -> None: ...
     async def commit(self) -> None: ...
@@ -46,8 +54,13 @@ class RawConnection(Protocol):
     async def close(self, *, broken: bool) -> None: ...
 
 
-async def open_raw(engine: AsyncEngine) -> RawConnection:
+async def open_raw(engine: AsyncEngine, *, returning: bool | None = None) -> RawConnection:
     """Check a connection out of ``engine``'s pool for exclusive, driver-level use.
+
+    Args:
+        engine: the engine whose pool (and connect settings) to use.
+        returning: use ``INSERT ... RETURNING`` (True), avoid it (False), or use it when the
+            server supports it (None). On MySQL/MariaDB it also selects autocommit mode.
 
     Close it with ``close(broken=...)``: a broken connection is invalidated (dropped from
     the pool), a good one goes back (rolled back by the pool).
@@ -59,32 +72,48 @@ async def open_raw(engine: AsyncEngine) -> RawConnection:
     try:
         fairy = await conn.get_raw_connection()
         driver = fairy.driver_connection
+        if driver is None:  # pragma: no cover - a checked-out connection always has one
+            raise RuntimeError("the pool handed out a connection without a driver connection")
         dialect = engine.dialect
-        returning = bool(getattr(dialect, "insert_returning", False))
+        supported = bool(getattr(dialect, "insert_returning", False))
+        use = supported if returning is None else returning
         if dialect.name == "sqlite":
-            return _Sqlite(conn, driver, returning=returning)
-        return _Mysql(conn, driver, returning=returning)
+            return _Sqlite(conn, driver, returning=use)
+        raw = _Mysql(conn, driver, returning=use)
+        if use:
+            await driver.autocommit(True)
+            raw.autocommit = True
+        return raw
     except BaseException:
         await conn.close()
         raise
 
 
 class _Base:
+    autocommit = False
+
     def __init__(self, conn: AsyncConnection, driver: Any, *, returning: bool) -> None:
         self._conn = conn
         self._driver = driver
         self.returning = returning
 
     async def commit(self) -> None:
-        await self._driver.commit()
+        if not self.autocommit:
+            await self._driver.commit()
 
     async def rollback(self) -> None:
-        await self._driver.rollback()
+        if not self.autocommit:
+            await self._driver.rollback()
 
     async def close(self, *, broken: bool) -> None:
         # Bounded: closing a connection whose server hangs must not hang the caller.
         with contextlib.suppress(Exception):
             async with asyncio.timeout(2.0):
+                if not broken and self.autocommit:
+                    try:  # the pool's other users expect the driver's default
+                        await self._driver.autocommit(False)
+                    except Exception:
+                        broken = True
                 if broken:
                     await self._conn.invalidate()
                 await self._conn.close()
@@ -118,7 +147,7 @@ class _Mysql(_Base):
         return self._driver.cursor(self._cursor_class)
 
     async def begin(self) -> None:
-        pass  # autocommit is off: the first statement opens the transaction
+        pass  # without autocommit, the first statement opens the transaction
 
     async def fetch(self, sql: str, params: Sequence[Any]) -> Sequence[Row]:
         cursor = self._cursor()

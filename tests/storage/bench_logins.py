@@ -88,7 +88,9 @@ async def _scratch_mariadb() -> tuple[str, Callable[[], Awaitable[None]]]:
     return make_url(MYSQL_BASE_URL).set(database=name).render_as_string(hide_password=False), drop
 
 
-async def run_one(backend: str, path: str, concurrency: int, logins: int) -> Result:
+async def run_one(
+    backend: str, path: str, concurrency: int, logins: int, connections: int = 2
+) -> Result:
     tmp = tempfile.TemporaryDirectory()
     drop: Callable[[], Awaitable[None]] | None = None
     if backend == "sqlite":
@@ -102,7 +104,7 @@ async def run_one(backend: str, path: str, concurrency: int, logins: int) -> Res
         if path == "old":
             login = AccountStore(engine, PEPPER).guest_login
         else:
-            batcher = GuestLoginBatcher(engine, PEPPER)
+            batcher = GuestLoginBatcher(engine, PEPPER, connections=connections)
             login = batcher.guest_login
         run = secrets.token_hex(4)
         await asyncio.gather(*(login(f"warm-{run}-{i:06d}-0123456789") for i in range(200)))
@@ -126,7 +128,7 @@ async def run_one(backend: str, path: str, concurrency: int, logins: int) -> Res
             server = server1 - server0
         return Result(
             backend,
-            path,
+            path if path == "old" else f"{path} ({connections} conn)",
             concurrency,
             per_caller * concurrency,
             wall,
@@ -151,6 +153,9 @@ def main() -> None:
     parser.add_argument("--logins", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=1, help="alternate old/new this often")
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
+    parser.add_argument(
+        "--connections", type=int, nargs="+", default=[2], help="new path: connections to try"
+    )
     args = parser.parse_args()
     backends = ["sqlite", "mariadb"] if args.backend == "both" else [args.backend]
     paths = ["old", "new"] if args.path == "both" else [args.path]
@@ -162,14 +167,15 @@ def main() -> None:
     for _ in range(args.rounds):
         for backend in backends:
             for path in paths:
-                coro = run_one(backend, path, args.concurrency, args.logins)
-                if args.loop == "uvloop":
-                    import uvloop
+                for connections in [0] if path == "old" else args.connections:
+                    coro = run_one(backend, path, args.concurrency, args.logins, connections)
+                    if args.loop == "uvloop":
+                        import uvloop
 
-                    result = uvloop.run(coro)
-                else:
-                    result = asyncio.run(coro)
-                print(result.row(), flush=True)
+                        result = uvloop.run(coro)
+                    else:
+                        result = asyncio.run(coro)
+                    print(result.row(), flush=True)
 
 
 if __name__ == "__main__":

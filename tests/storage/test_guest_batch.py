@@ -50,12 +50,16 @@ async def make_batcher(
         await batcher.close()
 
 
-@pytest.fixture(params=[True, False], ids=["returning", "row-by-row"])
+@pytest.fixture(
+    params=[(True, 1), (True, 2), (False, 1)], ids=["returning", "two-connections", "row-by-row"]
+)
 def batcher(
     request: pytest.FixtureRequest, db_url: str, make_batcher: MakeBatcher
 ) -> GuestLoginBatcher:
-    """A batcher on each backend, with multi-row RETURNING and with the MySQL 8 fallback."""
-    return make_batcher(db_url, returning=request.param)
+    """A batcher on each backend: multi-row RETURNING on one or two connections, and the
+    row-by-row fallback MySQL 8 needs."""
+    returning, connections = request.param
+    return make_batcher(db_url, returning=returning, connections=connections)
 
 
 def key(i: int) -> str:
@@ -291,6 +295,14 @@ async def test_close_answers_waiting_logins(db_url: str, make_batcher: MakeBatch
 
 
 # --- outages -------------------------------------------------------------------------------
+
+
+async def test_two_connections_share_waiting_logins(db_url: str, make_batcher: MakeBatcher) -> None:
+    batcher = make_batcher(db_url, connections=2)
+    results = await asyncio.gather(*(batcher.guest_login(key(i)) for i in range(40)))
+    assert all(created for _, created in results)
+    assert batcher.stats["batches"] == 2 and batcher.stats["largest_batch"] == 20
+    assert len({a.uid for a, _ in results}) == 40
 
 
 async def test_sqlite_lock_fails_the_waiting_logins_then_recovers(
