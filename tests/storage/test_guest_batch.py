@@ -310,7 +310,7 @@ async def test_sqlite_lock_fails_the_waiting_logins_then_recovers(
 ) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path}/t.db?timeout=0.3"
     await netbus.storage.upgrade(url)
-    batcher = make_batcher(url, max_waiting=3)
+    batcher = make_batcher(url, max_waiting=3, connections=1)
     await batcher.guest_login(key(0))
     locker = sqlite3.connect(tmp_path / "t.db", isolation_level=None)
     try:
