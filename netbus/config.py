@@ -164,7 +164,7 @@ class AccountsConfig(_Model):
     session_store: Literal["auto", "database", "redis"] = "auto"
     login_batch: bool = True  #: group-commit guest logins
     login_batch_max: int = Field(128, ge=1, le=1000)  #: logins per transaction at most
-    login_batch_connections: int = Field(2, ge=1, le=16)  #: connections running batches
+    login_batch_connections: int = Field(1, ge=1, le=16)  #: connections running batches
     purge_interval: float = Field(60.0, ge=0)  #: seconds between purges; 0 = never
     purge_limit: int = Field(1000, ge=1)  #: rows deleted per purge and kind
 

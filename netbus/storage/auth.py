@@ -86,7 +86,7 @@ class AuthOptions:
     session_store: Literal["auto", "database", "redis"] = "auto"
     login_batch: bool = True
     login_batch_max: int = 128
-    login_batch_connections: int = 2
+    login_batch_connections: int = 1
     purge_interval: float = 60.0
     purge_limit: int = 1000
 

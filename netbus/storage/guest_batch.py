@@ -107,7 +107,7 @@ class GuestLoginBatcher:
         timeout: float | None = 10.0,
         clock: Callable[[], float] = time.time,
         returning: bool | None = None,
-        connections: int = 2,
+        connections: int = 1,
     ) -> None:
         if not isinstance(pepper, bytes | bytearray) or not pepper:
             raise ConfigError("the guest-key pepper must be non-empty bytes")

@@ -154,7 +154,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="alternate old/new this often")
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     parser.add_argument(
-        "--connections", type=int, nargs="+", default=[2], help="new path: connections to try"
+        "--connections", type=int, nargs="+", default=[1, 2], help="new path: connections to try"
     )
     args = parser.parse_args()
     backends = ["sqlite", "mariadb"] if args.backend == "both" else [args.backend]
