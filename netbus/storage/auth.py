@@ -189,13 +189,17 @@ class AuthStore:
                 account is then revoked).
             StorageError: a backend failed.
         """
-        issued = await self.tokens.rotate(token, uid=uid)
-        account = await self.accounts.get(issued.uid)
+        # Look before consuming: if loading the account fails, the token still works.
+        info = await self.tokens.check(token)
+        if uid is not None and info.uid != uid:
+            raise AuthRefused(Refusal.TOKEN_WRONG_ACCOUNT)
+        account = await self.accounts.get(info.uid)
         if account is None or account.is_disabled:
-            await self.tokens.revoke_uid(issued.uid)
+            await self.tokens.revoke_uid(info.uid)
             if account is None:
-                raise AccountNotFound(issued.uid)
+                raise AccountNotFound(info.uid)
             raise AuthRefused(Refusal.ACCOUNT_DISABLED)
+        issued = await self.tokens.rotate(token, uid=info.uid)
         return Login(account, False, issued)
 
     async def check_token(self, token: str) -> TokenInfo:

@@ -12,6 +12,7 @@ from netbus.config import AccountsConfig, load_settings
 from netbus.errors import ConfigError
 from netbus.storage import (
     AccountNotFound,
+    AccountStore,
     AuthOptions,
     AuthRefused,
     AuthStore,
@@ -20,6 +21,8 @@ from netbus.storage import (
     MemoryAttemptLimiter,
     Refusal,
     SqlTokenStore,
+    StorageError,
+    create_engine,
     open_auth_store,
 )
 from netbus.storage.lockout_redis import RedisAttemptLimiter
@@ -226,3 +229,27 @@ def test_login_repr_hides_the_token() -> None:
     token = IssuedToken("S" * 43, 1, 2, 3)
     login = Login(Account(1, "n", 0, 0, 0, 0, True, 0), True, token)
     assert "S" * 43 not in repr(login)
+
+
+async def test_a_failed_resume_leaves_the_token_usable(tmp_path: Path) -> None:
+    async with open_backend("sqlite", tmp_path) as db:
+        assert db.engine is not None
+        good = open_auth_store(db.engine, PEPPER, CHEAP)
+        login = await good.guest_login("guest-key-0001-abcdefghij")
+        assert login.token is not None
+        broken_dir = tmp_path / "gone.db"
+        broken_dir.mkdir()  # the account table is unreachable for this store
+        broken_engine = create_engine(f"sqlite+aiosqlite:///{broken_dir}")
+        try:
+            broken = AuthStore(
+                accounts=AccountStore(broken_engine, PEPPER),
+                credentials=good.credentials,
+                tokens=good.tokens,
+            )
+            with pytest.raises(StorageError):
+                await broken.resume(login.token.token)
+        finally:
+            await broken_engine.dispose()
+        resumed = await good.resume(login.token.token)  # not consumed by the failed attempt
+        assert resumed.account.uid == login.account.uid
+        await good.close()
