@@ -25,6 +25,7 @@ from netbus.errors import ConfigError
 from netbus.protocol.header import HEADER_SIZE, MAX_CMD_BUF
 
 __all__ = [
+    "AccountsConfig",
     "CenterConfig",
     "GatewayConfig",
     "LimitsConfig",
@@ -139,6 +140,49 @@ class GatewayConfig(_Model):
         return value
 
 
+class AccountsConfig(_Model):
+    """``[center.accounts]``: passwords, lockout, resume tokens, the guest-login batch.
+
+    The field names are those of `netbus.storage.AuthOptions` (docs/config.md, docs/security.md).
+    """
+
+    argon2_time_cost: int = Field(2, ge=1, le=100)  #: argon2id passes
+    argon2_memory_kib: int = Field(19456, ge=1024, le=4 * 1024 * 1024)  #: KiB per hash
+    argon2_parallelism: int = Field(1, ge=1, le=64)  #: lanes per hash
+    hash_workers: int = Field(2, ge=1, le=64)  #: password hashes computed at once (threads)
+    hash_queue: int = Field(64, ge=0)  #: hashes allowed to wait; more answer BUSY
+    account_max_failures: int = Field(5, ge=1)  #: failed logins that lock a username
+    account_lockout: float = Field(30.0, gt=0)  #: seconds of its first lock (then doubling)
+    account_lockout_max: float = Field(900.0, gt=0)  #: longest lock of a username
+    account_failure_window: float = Field(86400.0, gt=0)  #: seconds until failures are forgotten
+    ip_max_failures: int = Field(20, ge=1)  #: failed logins that lock a source address
+    ip_lockout: float = Field(60.0, gt=0)
+    ip_lockout_max: float = Field(3600.0, gt=0)
+    ip_failure_window: float = Field(3600.0, gt=0)
+    token_ttl: int = Field(86400, ge=60)  #: seconds a resume token lives
+    #: where tokens and lockout counters live: "auto" = Redis when [redis] url is set
+    session_store: Literal["auto", "database", "redis"] = "auto"
+    login_batch: bool = True  #: group-commit guest logins
+    login_batch_max: int = Field(128, ge=1, le=1000)  #: logins per transaction at most
+    login_batch_connections: int = Field(1, ge=1, le=16)  #: connections running batches
+    purge_interval: float = Field(60.0, ge=0)  #: seconds between purges; 0 = never
+    purge_limit: int = Field(1000, ge=1)  #: rows deleted per purge and kind
+
+    @field_validator("account_lockout_max")
+    @classmethod
+    def _account_cap(cls, value: float, info: Any) -> float:
+        if value < info.data.get("account_lockout", 0):
+            raise ValueError("account_lockout_max must be at least account_lockout")
+        return value
+
+    @field_validator("ip_lockout_max")
+    @classmethod
+    def _ip_cap(cls, value: float, info: Any) -> float:
+        if value < info.data.get("ip_lockout", 0):
+            raise ValueError("ip_lockout_max must be at least ip_lockout")
+        return value
+
+
 class CenterConfig(_Model):
     host: str = "127.0.0.1"
     port: int = Field(6086, ge=0, le=65535)
@@ -149,6 +193,7 @@ class CenterConfig(_Model):
     migrate_on_start: bool = True
     admin_host: str = "127.0.0.1"  #: admin HTTP (/metrics, /healthz)
     admin_port: int = Field(9086, ge=0, le=65535)  #: 0 = pick a free one
+    accounts: AccountsConfig = AccountsConfig()
 
 
 class TalkroomConfig(_Model):

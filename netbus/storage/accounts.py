@@ -24,13 +24,11 @@ Why it is written this way:
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, exc, insert, select, update
@@ -38,18 +36,33 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from netbus.errors import ConfigError
-from netbus.storage.errors import AccountNotFound, StorageError, db_error_code, describe_db_error
+from netbus.storage.errors import AccountNotFound, StorageError, db_error_code, storage_errors
 from netbus.storage.schema import MAX_UID, uinfo
 
 __all__ = [
+    "ACCOUNT_COLUMNS",
     "GUEST_NICK_PREFIX",
     "Account",
     "AccountStore",
+    "account_from_row",
     "hash_guest_key",
 ]
 
 #: Nickname prefix of new guests ("visitor"), followed by 6 random digits, as in the original.
 GUEST_NICK_PREFIX = "遊客"
+
+#: The uinfo columns an `Account` is built from (`account_from_row`).
+ACCOUNT_COLUMNS = (
+    uinfo.c.uid,
+    uinfo.c.unick,
+    uinfo.c.usex,
+    uinfo.c.uface,
+    uinfo.c.uvip,
+    uinfo.c.vip_endtime,
+    uinfo.c.is_guest,
+    uinfo.c.status,
+    uinfo.c.uname,
+)
 
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 #: MySQL errors worth another try: InnoDB deadlock (1213), e.g. when the winner of a
@@ -69,8 +82,9 @@ class Account:
         uface: avatar number.
         uvip: VIP level.
         vip_endtime: VIP expiry, unix seconds (0 = none).
-        is_guest: created by guest login.
+        is_guest: created by guest login (still true after a username was registered).
         status: 0 = active; anything else = disabled.
+        username: the registered username (NFKC, case as typed), or None.
     """
 
     uid: int
@@ -81,6 +95,7 @@ class Account:
     vip_endtime: int
     is_guest: bool
     status: int
+    username: str | None = None
 
     @property
     def is_disabled(self) -> bool:
@@ -122,7 +137,7 @@ class AccountStore:
         self._pepper = bytes(pepper)
         self._timeout = timeout
         c = uinfo.c
-        columns = (c.uid, c.unick, c.usex, c.uface, c.uvip, c.vip_endtime, c.is_guest, c.status)
+        columns = ACCOUNT_COLUMNS
         self._select_by_key = select(*columns).where(c.guest_key == bindparam("digest"))
         self._select_by_uid = select(*columns).where(c.uid == bindparam("id"))
         self._touch = (
@@ -166,7 +181,7 @@ class AccountStore:
             return None
         async with self._guard("get"), self._engine.connect() as conn:
             row = (await conn.execute(self._select_by_uid, {"id": uid})).first()
-        return None if row is None else _account(row._mapping)
+        return None if row is None else account_from_row(row._mapping)
 
     async def set_status(self, uid: int, status: int) -> None:
         """Disable (``status != 0``) or re-enable (``status == 0``) an account.
@@ -233,29 +248,22 @@ class AccountStore:
             row = (await conn.execute(self._select_by_key, {"digest": digest})).first()
             if row is None:
                 raise StorageError("guest_login: duplicate guest key, but no account has it")
-        account = _account(row._mapping)
+        account = account_from_row(row._mapping)
         await conn.execute(self._touch, {"id": account.uid, "now": now})
         await conn.commit()
         return account, False
 
-    @asynccontextmanager
-    async def _guard(self, op: str) -> AsyncIterator[None]:
+    def _guard(self, op: str) -> AbstractAsyncContextManager[None]:
         """Bound ``op`` by the store timeout and turn database failures into StorageError."""
-        deadline = asyncio.timeout(self._timeout)
-        try:
-            async with deadline:
-                yield
-        except StorageError:
-            raise
-        except (exc.SQLAlchemyError, OSError) as err:
-            if deadline.expired():
-                msg = f"{op}: no answer from the database within {self._timeout}s"
-            else:
-                msg = f"{op}: {describe_db_error(err)}"
-            raise StorageError(msg) from err
+        return storage_errors(op, self._timeout)
 
 
-def _account(row: RowMapping) -> Account:
+def account_from_row(row: RowMapping) -> Account:
+    """Build an `Account` from a row of `ACCOUNT_COLUMNS`.
+
+    Raises:
+        StorageError: the row's uid is outside ``1..MAX_UID``.
+    """
     uid = int(row["uid"])
     if not 1 <= uid <= MAX_UID:
         raise StorageError(f"account uid {uid} is outside 1..{MAX_UID}")
@@ -268,6 +276,7 @@ def _account(row: RowMapping) -> Account:
         vip_endtime=int(row["vip_endtime"]),
         is_guest=bool(row["is_guest"]),
         status=int(row["status"]),
+        username=row["uname"],
     )
 
 

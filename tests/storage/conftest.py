@@ -14,22 +14,34 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
+from alembic.script import ScriptDirectory
+from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from netbus.storage import AccountStore, create_engine, upgrade
+from netbus.storage import AccountStore, alembic_config, create_engine, upgrade
+from tests.registry.redis_server import REDIS_URL, delete_prefix, redis_unavailable, unique_prefix
 
 __all__ = [
+    "HEAD_REVISION",
     "MYSQL_BASE_URL",
     "PEPPER",
+    "FakeClock",
     "RunSql",
+    "SharedBackend",
     "mariadb_database",
+    "open_backend",
 ]
+
+#: The newest migration, which ``upgrade`` brings every test database to.
+HEAD_REVISION = ScriptDirectory.from_config(alembic_config("")).get_current_head()
 
 PEPPER = b"netbus-test-pepper-0123456789abcdef"
 MYSQL_BASE_URL = os.environ.get("NETBUS_TEST_MYSQL_URL", "mysql+asyncmy://root@127.0.0.1:3306")
@@ -160,3 +172,106 @@ def run_sql(db_url: str, make_engine: Callable[[str], AsyncEngine]) -> RunSql:
             return [tuple(row) for row in result] if result.returns_rows else []
 
     return run
+
+
+class FakeClock:
+    """Unix time that moves only when a test says so."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@dataclass
+class SharedBackend:
+    """Where a shared store keeps its state: a migrated database, or Redis under a prefix."""
+
+    kind: str  #: "memory", "sqlite", "mariadb" or "redis"
+    engine: AsyncEngine | None = None
+    redis: aioredis.Redis | None = None
+    prefix: str = ""
+
+
+async def _redis_client() -> aioredis.Redis:
+    client = aioredis.Redis.from_url(REDIS_URL, decode_responses=True, socket_timeout=2)
+    try:
+        await client.ping()
+    except (RedisError, OSError) as err:
+        await client.aclose()
+        redis_unavailable(f"{type(err).__name__}: {err}")
+    return client
+
+
+@asynccontextmanager
+async def open_backend(kind: str, tmp_path: Path) -> AsyncIterator[SharedBackend]:
+    """Open a `SharedBackend` of ``kind``; clean it up afterwards."""
+    if kind == "memory":
+        yield SharedBackend(kind)
+    elif kind == "redis":
+        client = await _redis_client()
+        prefix = unique_prefix()
+        try:
+            yield SharedBackend(kind, redis=client, prefix=prefix)
+        finally:
+            await client.aclose()
+            await delete_prefix(REDIS_URL, prefix)
+    elif kind == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path}/shared.db"
+        await upgrade(url)
+        engine = create_engine(url)
+        try:
+            yield SharedBackend(kind, engine=engine)
+        finally:
+            await engine.dispose()
+    else:
+        async with mariadb_database() as url:
+            await upgrade(url)
+            engine = create_engine(url)
+            try:
+                yield SharedBackend(kind, engine=engine)
+            finally:
+                await engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "mariadb", "redis"])
+async def token_backend(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[SharedBackend]:
+    """Each backend of the token stores."""
+    async with open_backend(request.param, tmp_path) as backend:
+        yield backend
+
+
+@pytest.fixture(params=["memory", "sqlite", "mariadb", "redis"])
+async def limiter_backend(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[SharedBackend]:
+    """Each backend of the lockout limiters."""
+    async with open_backend(request.param, tmp_path) as backend:
+        yield backend
+
+
+@pytest.fixture
+async def redis_backend(tmp_path: Path) -> AsyncIterator[SharedBackend]:
+    """Redis under a test-private prefix."""
+    async with open_backend("redis", tmp_path) as backend:
+        yield backend
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+async def sql_backend(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[SharedBackend]:
+    """A migrated database on each SQL backend."""
+    async with open_backend(request.param, tmp_path) as backend:
+        yield backend

@@ -31,7 +31,7 @@ from netbus.storage import (
     uinfo,
 )
 
-from .conftest import PEPPER, RunSql
+from .conftest import HEAD_REVISION, PEPPER, RunSql
 
 KEY = "Gk_0123456789abcdefXYZ"
 
@@ -190,7 +190,7 @@ async def test_sql_injection_keys_are_plain_data(store: AccountStore, run_sql: R
     assert count == len(INJECTION_KEYS) + 1
     assert await store.get(normal.uid) == normal
     [(version,)] = await run_sql("SELECT version_num FROM alembic_version")
-    assert version == "0001"
+    assert version == HEAD_REVISION
 
 
 # --- get and set_status ----------------------------------------------------------------

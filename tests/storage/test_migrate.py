@@ -11,11 +11,26 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
-from netbus.storage import alembic_config, create_engine, metadata, upgrade, upgrade_sync
+from netbus.storage import (
+    AccountStore,
+    alembic_config,
+    create_engine,
+    hash_guest_key,
+    metadata,
+    upgrade,
+    upgrade_sync,
+)
+from netbus.storage.credentials import CredentialStore
+from netbus.storage.errors import AuthRefused
+from netbus.storage.lockout import LockoutPolicy, MemoryAttemptLimiter
 from netbus.storage.migrate import MIGRATIONS_DIR
+from netbus.storage.passwords import Argon2Hasher, Argon2Params
+from netbus.storage.tokens_sql import SqlTokenStore
+
+from .conftest import HEAD_REVISION, PEPPER
 
 _ROOT = str(MIGRATIONS_DIR.parents[2])  # the checkout, so child processes import netbus
 
@@ -30,6 +45,7 @@ EXPECTED_COLUMNS = {
     "uemail",
     "ucity",
     "guest_key",
+    "uname_key",
     "is_guest",
     "uvip",
     "vip_endtime",
@@ -74,7 +90,7 @@ async def test_upgrade_creates_schema(empty_db_url: str) -> None:
     assert schema["columns"] == EXPECTED_COLUMNS
     assert schema["pk"] == ["uid"]
     assert schema["indexes"]["ix_uinfo_guest_key"] == (["guest_key"], True)
-    assert schema["version"] == ["0001"]
+    assert schema["version"] == [HEAD_REVISION]
 
 
 async def test_migrations_match_schema_module(db_url: str) -> None:
@@ -85,7 +101,7 @@ async def test_upgrade_is_idempotent(db_url: str) -> None:
     await upgrade(db_url)  # db_url is already at head
     await upgrade(db_url)
     schema = await _inspect(db_url, _describe_schema)
-    assert schema["version"] == ["0001"]
+    assert schema["version"] == [HEAD_REVISION]
 
 
 async def test_downgrade_then_upgrade_again(db_url: str) -> None:
@@ -121,7 +137,7 @@ def test_config_needs_no_ini_and_keeps_url_out_of_options() -> None:
 
 async def test_concurrent_upgrades_in_one_process(empty_db_url: str) -> None:
     await asyncio.gather(*(upgrade(empty_db_url) for _ in range(4)))
-    assert (await _inspect(empty_db_url, _describe_schema))["version"] == ["0001"]
+    assert (await _inspect(empty_db_url, _describe_schema))["version"] == [HEAD_REVISION]
 
 
 _CHILD = "import sys\nfrom netbus.storage import upgrade_sync\nupgrade_sync(sys.argv[1])\n"
@@ -149,5 +165,87 @@ def test_concurrent_upgrades_from_several_processes(empty_db_url: str) -> None:
                 proc.wait()
     assert [p.returncode for p in procs] == [0] * 3, [err.decode()[-500:] for _, err in outputs]
     schema = asyncio.run(_inspect(empty_db_url, _describe_schema))
-    assert schema["version"] == ["0001"]
+    assert schema["version"] == [HEAD_REVISION]
     assert "uinfo" in schema["tables"]
+
+
+async def test_upgrade_0001_database_with_data(empty_db_url: str) -> None:
+    # A database as the previous release left it: schema 0001 with accounts in it.
+    await upgrade(empty_db_url, "0001")
+    engine = create_engine(empty_db_url)
+    try:
+        async with engine.begin() as conn:
+            for i in range(3):
+                await conn.execute(
+                    text(
+                        "INSERT INTO uinfo (unick, guest_key, is_guest, status, created_at,"
+                        " last_login_at, uname, upwd) VALUES (:n, :k, 1, :s, 5, 6, :un, :pw)"
+                    ),
+                    {
+                        "n": f"遊客00000{i}",
+                        "k": hash_guest_key(PEPPER, f"old-guest-key-{i}-0123456789"),
+                        "s": 1 if i == 2 else 0,
+                        "un": "legacy_name" if i == 1 else None,
+                        "pw": "5f4dcc3b5aa765d61d8327deb882cf99" if i == 1 else None,
+                    },
+                )
+        await upgrade(empty_db_url)
+        schema = await _inspect(empty_db_url, _describe_schema)
+        assert schema["version"] == [HEAD_REVISION]
+        assert {"session_tokens", "login_failures"} <= schema["tables"]
+        assert schema["indexes"]["ix_uinfo_uname_key"] == (["uname_key"], True)
+
+        store = AccountStore(engine, PEPPER)
+        uids = []
+        for i in range(3):
+            account, created = await store.guest_login(f"old-guest-key-{i}-0123456789")
+            assert not created and account.unick == f"遊客00000{i}"
+            uids.append(account.uid)
+        assert uids == [1, 2, 3]
+        assert (await store.get(3)).is_disabled  # type: ignore[union-attr]
+        assert (await store.get(2)).username == "legacy_name"  # type: ignore[union-attr]
+
+        # the new features work on the old rows; a legacy (non-argon2) hash never verifies
+        hasher = Argon2Hasher(Argon2Params(time_cost=1, memory_kib=64, parallelism=1))
+        try:
+            creds = CredentialStore(
+                engine,
+                PEPPER,
+                hasher,
+                account_limiter=MemoryAttemptLimiter(
+                    LockoutPolicy(max_failures=5, lockout=1, max_lockout=1, window=1)
+                ),
+            )
+            account = await creds.register(1, "upgraded", "correct horse battery")
+            assert account.uid == 1
+            assert (await creds.login("UPGRADED", "correct horse battery")).uid == 1
+            with pytest.raises(AuthRefused):
+                await creds.login("legacy_name", "password")
+        finally:
+            hasher.close()
+        tokens = SqlTokenStore(engine, PEPPER)
+        assert (await tokens.check((await tokens.issue(1)).token)).uid == 1
+        new, created = await store.guest_login("a-brand-new-guest-key-0001")
+        assert created and new.uid == 4
+    finally:
+        await engine.dispose()
+
+
+async def test_downgrade_to_0001_keeps_accounts(db_url: str) -> None:
+    engine = create_engine(db_url)
+    try:
+        account, _ = await AccountStore(engine, PEPPER).guest_login("kept-through-downgrade-01")
+    finally:
+        await engine.dispose()
+    await asyncio.to_thread(command.downgrade, alembic_config(db_url), "0001")
+    schema = await _inspect(db_url, _describe_schema)
+    assert schema["version"] == ["0001"]
+    assert "session_tokens" not in schema["tables"]
+    assert "uname_key" not in schema["columns"]
+    await upgrade(db_url)
+    engine = create_engine(db_url)
+    try:
+        again, created = await AccountStore(engine, PEPPER).guest_login("kept-through-downgrade-01")
+    finally:
+        await engine.dispose()
+    assert (again.uid, created) == (account.uid, False)
