@@ -84,10 +84,10 @@ def service_facts(server: ServiceServer) -> Facts:
     def facts() -> dict[str, Any]:
         return {
             "port": server.port,
-            "services": [service.name for service in server.manager.services],
-            "gateway_links": len(server.gateway_host.sessions),
-            "sessions": len(server.client_host.sessions),
-            "pending_handlers": server.manager.pending,
+            "services": [service.name for service in server.services],
+            "gateway_links": len(server.gateway_host.links),
+            "sessions": len(server.client_host.links),
+            "pending_handlers": server.dispatcher.pending,
         }
 
     return facts

@@ -28,12 +28,14 @@ from typing import Any
 
 from rich.console import Console
 
-from netbus.bench.echo import ECHO_CTYPE, ECHO_STYPE, register_codecs
+from netbus.bench.codecs import BENCH_CODECS
+from netbus.bench.echo import ECHO_CTYPE, ECHO_STYPE
 from netbus.bench.procs import ServerProc, python_argv, repo_root, toml_document
 from netbus.bench.runner import BenchError, run_phase, split
 from netbus.bench.worker import WorkerSpec
-from netbus.protocol.commands import Stype, TalkroomCmd
 from netbus.protocol.header import ProtoType
+from netbus.roles import Stype
+from netbus.roles.talkroom.protocol import TalkroomCmd
 
 __all__ = ["SCENARIOS", "Options", "run_scenario"]
 
@@ -229,12 +231,11 @@ async def _probe(url: str, stype: int | None, timeout: float = 30.0) -> None:
     from netbus.client import Client
     from netbus.errors import RequestTimeout, ServiceUnavailable
 
-    register_codecs()
     deadline = time.monotonic() + timeout
     last: BaseException | None = None
     while time.monotonic() < deadline:
         try:
-            async with await Client.connect(url) as client:
+            async with await Client.connect(url, codecs=BENCH_CODECS) as client:
                 reply = await client.guest_login(f"bench-probe-{secrets.token_hex(8)}")
                 if reply.get("status") != 1:
                     raise BenchError(f"probe login refused: {reply}")
@@ -345,7 +346,6 @@ def _py_spy() -> str | None:
 
 # ------------------------------------------------------------------------------- relay
 def scenario_relay(opts: Options, cluster: Cluster, console: Console, out: Path) -> dict[str, Any]:
-    register_codecs()
     body = {"seq": 1, "data": "x" * opts.payload}
     common: dict[str, Any] = {
         "job": "request",

@@ -37,19 +37,16 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from netbus.bench.echo import register_codecs
+from netbus.bench.codecs import BENCH_CODECS as CODECS
 from netbus.client import Client
 from netbus.errors import ProtocolError, RequestTimeout, ServiceUnavailable
 from netbus.protocol.codec import decode_json_body
-from netbus.protocol.commands import (
-    CODECS,
-    AuthCmd,
-    Direction,
-    GatewayCmd,
-    Stype,
-    TalkroomCmd,
-)
+from netbus.protocol.control import GatewayCmd
 from netbus.protocol.header import MAX_CMD_BUF, ProtoType
+from netbus.protocol.registry import Direction
+from netbus.roles import Stype
+from netbus.roles.center.protocol import AuthCmd
+from netbus.roles.talkroom.protocol import TalkroomCmd
 from netbus.transport.link import Link
 from netbus.transport.reasons import CloseReason
 from netbus.transport.tcp import TcpLink
@@ -241,10 +238,10 @@ async def connect_ws_client(url: str, local_addr: str | None, timeout: float = 1
     (websockets passes extra keyword arguments to ``loop.create_connection``).
     """
     if not local_addr:
-        return await Client.connect(url, timeout=timeout)
+        return await Client.connect(url, timeout=timeout, codecs=CODECS, heartbeat=None)
     from websockets.asyncio.client import connect as ws_connect
 
-    client = Client()
+    client = Client(codecs=CODECS, heartbeat=None)
     client._ws = await ws_connect(
         url,
         compression=None,
@@ -363,7 +360,6 @@ class Worker:
 
     # ----------------------------------------------------------------------- main
     async def main(self) -> dict[str, Any]:
-        register_codecs()
         flusher = asyncio.create_task(self.flusher())
         try:
             job = {
@@ -442,7 +438,7 @@ class Worker:
         if spec.url.startswith("ws"):
             client = await connect_ws_client(spec.url, self._local_addr(i))
         else:
-            client = await Client.connect(spec.url)
+            client = await Client.connect(spec.url, codecs=CODECS, heartbeat=None)
         self.conns += 1
         try:
             if spec.login:
@@ -742,7 +738,9 @@ class Worker:
                 t0 = time.monotonic_ns()
                 client = None
                 try:
-                    client = await Client.connect(spec.url, timeout=10)
+                    client = await Client.connect(
+                        spec.url, timeout=10, codecs=CODECS, heartbeat=None
+                    )
                     self.conns += 1
                     reply = await client.guest_login(_guest_key(spec.tag, spec.wid, n), timeout=10)
                 except (OSError, RequestTimeout, ServiceUnavailable, ConnectionError) as exc:

@@ -11,7 +11,7 @@ import pytest
 from netbus.bench.procs import check_loopback, toml_document
 from netbus.bench.profiling import top_pyspy
 from netbus.bench.runner import latency_summary, split
-from netbus.protocol.commands import Stype
+from netbus.roles import Stype
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,6 @@ import pytest
 
 from netbus.errors import ProtocolError
 from netbus.protocol import (
-    CODECS,
     USER_DISCONNECT,
     Direction,
     FrameDecoder,
@@ -28,6 +27,7 @@ from netbus.protocol import (
     pack_header,
     unpack_header,
 )
+from tests.helpers import CODECS
 
 from .strategies import same
 

@@ -21,9 +21,10 @@ import redis.asyncio as aioredis
 from netbus.client import Client
 from netbus.config import GatewayConfig, ServiceRoute, load_settings
 from netbus.errors import LoginRequired, RegistryUnavailable
-from netbus.protocol.commands import AuthCmd, Stype
 from netbus.registry import KickHandler, LocalHub, LocalRegistry, Owner, RedisRegistry, Registry
+from netbus.roles import Stype
 from netbus.roles.center.app import CenterServer
+from netbus.roles.center.protocol import AuthCmd
 from netbus.roles.gateway.gateway import Gateway
 from netbus.transport.listener import ListenerSpec
 from tests.registry.redis_server import REDIS_URL, wait_until

@@ -28,17 +28,13 @@ from netbus.config import GatewayConfig, Settings, parse_address
 from netbus.errors import ProtocolError
 from netbus.log import conn_context
 from netbus.metrics import Metrics
-from netbus.protocol.commands import (
-    CODECS,
-    USER_DISCONNECT,
-    AuthCmd,
-    Direction,
-    GatewayCmd,
-    Stype,
-)
+from netbus.protocol.control import CONTROL_CODECS, USER_DISCONNECT, GatewayCmd
 from netbus.protocol.header import HEADER, UTAG_OFFSET, ProtoType
+from netbus.protocol.registry import CodecRegistry, Direction
 from netbus.registry.base import Registry
 from netbus.registry.local import LocalRegistry
+from netbus.roles import Stype
+from netbus.roles.center.protocol import AuthCmd
 from netbus.roles.gateway.login_rate import LoginRateLimit
 from netbus.roles.gateway.logins import LoginClaims, login_uid
 from netbus.roles.gateway.routing import PRELOGIN_BIT, PreloginKeys, ServiceRoute, is_prelogin
@@ -56,6 +52,8 @@ log = logging.getLogger("netbus.gateway")
 #: ctypes a client may never send: gateway -> service notices (docs/protocol.md)
 GATEWAY_ONLY_CTYPES = range(10000, 11000)
 _UTAG = struct.Struct("<I")
+#: what the gateway itself sends to clients: control notices and the RELOGIN kick
+_CLIENT_CODECS = CONTROL_CODECS | CodecRegistry.of([(Stype.Auth, AuthCmd.RELOGIN, None, [])])
 
 
 class Gateway:
@@ -223,7 +221,7 @@ class Gateway:
 
     # ----------------------------------------------------------- client link handler
     def link_opened(self, link: Link) -> None:
-        session = self.sessions.add(link, is_client=True)
+        session = self.sessions.add(link, is_client=True, codecs=_CLIENT_CODECS)
         key = self.keys.allocate()
         session.data["key"] = key
         self._by_key[key] = session
@@ -293,7 +291,7 @@ class Gateway:
     def _control(self, session: Session, ctype: int, proto_type: int, cmd_buf: bytearray) -> None:
         if ctype == GatewayCmd.HEARTBEAT:
             try:
-                CODECS.decode_body(cmd_buf, 0, ctype, proto_type, Direction.TO_SERVER)
+                CONTROL_CODECS.decode_body(cmd_buf, 0, ctype, proto_type, Direction.TO_SERVER)
             except ProtocolError as exc:
                 self.metrics.protocol_errors.labels(exc.kind).inc()
                 return
@@ -313,7 +311,9 @@ class Gateway:
         """USER_DISCONNECT(uid) to every service instance, before anything else of uid."""
         for stype, route in self.routes.items():
             cmd_buf = bytearray(
-                CODECS.encode(stype, USER_DISCONNECT, None, utag=uid, direction=Direction.TO_SERVER)
+                CONTROL_CODECS.encode(
+                    stype, USER_DISCONNECT, None, utag=uid, direction=Direction.TO_SERVER
+                )
             )
             for upstream in route.upstreams:
                 upstream.send_raw(cmd_buf)

@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING, Any
 from netbus.errors import ProtocolError, RegistryUnavailable
 from netbus.metrics import Metrics
 from netbus.protocol.codec import decode_json_body
-from netbus.protocol.commands import AuthCmd, AuthStatus, Stype
 from netbus.protocol.header import ProtoType
 from netbus.registry.base import Registry
 from netbus.registry.local import LocalRegistry
+from netbus.roles import Stype
+from netbus.roles.center.protocol import AuthCmd, AuthStatus
 from netbus.roles.gateway.routing import MAX_UID
 from netbus.session import Session
 from netbus.transport.reasons import CloseReason

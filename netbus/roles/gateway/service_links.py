@@ -15,8 +15,9 @@ import logging
 from typing import TYPE_CHECKING
 
 from netbus.errors import ProtocolError
-from netbus.protocol.commands import CODECS, USER_DISCONNECT, Direction, GatewayCmd
+from netbus.protocol.control import CONTROL_CODECS, USER_DISCONNECT, GatewayCmd
 from netbus.protocol.header import ProtoType
+from netbus.protocol.registry import Direction
 from netbus.transport.link import Link
 from netbus.transport.reasons import CloseReason
 from netbus.transport.upstream import Upstream
@@ -75,7 +76,7 @@ class ServiceLinks:
             if old is not None:
                 if old.is_up:
                     old.send_raw(
-                        CODECS.encode(
+                        CONTROL_CODECS.encode(
                             route.stype,
                             USER_DISCONNECT,
                             None,
