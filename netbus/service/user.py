@@ -142,10 +142,11 @@ class Outbox:
         self._deferral = deferral
 
     def template(self, ctype: int, proto_type: int, body: Any, utag: int = 0) -> bytes:
-        """One encoded push (header with ``utag``, then the body).
+        """One encoded push (header with ``utag``, then the body), in ``proto_type`` or, for
+        a push declared JSON only, in JSON.
 
         Raises:
-            LocalProtocolError: undeclared push, no BUF layout, body does not fit, too long.
+            LocalProtocolError: undeclared push, body does not fit its layout, too long.
         """
         try:
             codec = self.pushes[ctype]
@@ -153,10 +154,10 @@ class Outbox:
             raise LocalProtocolError(
                 f"service {self.stype}: push {ctype} is not declared in its `pushes`"
             ) from None
-        if proto_type == ProtoType.JSON:
+        if proto_type == ProtoType.JSON or codec is None:
+            # A JSON-only push reaches a BUF user as JSON: every client decodes JSON.
+            proto_type = ProtoType.JSON
             payload = encode_json_body(body)
-        elif codec is None:
-            raise LocalProtocolError(f"push ({self.stype}, {ctype}) has no BUF layout")
         else:
             payload = codec.encode(body)
         data = HEADER.pack(self.stype, ctype, utag, proto_type) + payload

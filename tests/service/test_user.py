@@ -19,7 +19,7 @@ S = 50
 
 class Lobby(Service):
     stype = S
-    pushes = {2: [("text", STR)], 3: [("count", U16)]}  # noqa: RUF012
+    pushes = {2: [("text", STR)], 3: [("count", U16)], 4: None}  # noqa: RUF012
 
     def __init__(self) -> None:
         self.seen: list[User] = []
@@ -106,6 +106,10 @@ def test_push_uses_the_users_last_proto_type_and_checks_the_declaration(rig: Rig
         user.push(1, "a command, not a push")
     with pytest.raises(LocalProtocolError):
         user.push(3, {"count": "two"})
+    assert user.push(4, ["json", "only"])  # no BUF layout: JSON, which every client reads
+    assert rig.sent(gw) == [Sent(S, 4, 7, JSON, ["json", "only"])]
+    assert lobby(rig).broadcast([user], 4, None) == 1
+    assert rig.sent(gw) == [Sent(S, 4, 7, JSON, None)]
     gw.link.close()
     assert user.push(3, {"count": 2}) is False and not user.connected
 
