@@ -64,9 +64,7 @@ async def run_chat(
 ) -> None:
     proto = ProtoType.BUF if buf else ProtoType.JSON
     try:
-        client = await Client.connect(
-            url, proto_type=proto, codecs=client_codecs(TalkroomService)
-        )
+        client = await Client.connect(url, proto_type=proto, codecs=client_codecs(TalkroomService))
     except (OSError, TimeoutError) as exc:
         _say(f"cannot connect to {url}: {exc}")
         return

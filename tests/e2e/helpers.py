@@ -56,9 +56,7 @@ class Clients:
         self.opened: list[Client] = []
 
     async def open(self, url: str, proto: int = JSON) -> Client:
-        client = await Client.connect(
-            url, proto_type=proto, timeout=REQUEST_TIMEOUT, codecs=CODECS
-        )
+        client = await Client.connect(url, proto_type=proto, timeout=REQUEST_TIMEOUT, codecs=CODECS)
         self.opened.append(client)
         return client
 
