@@ -9,7 +9,17 @@ import pytest
 import netbus
 import netbus.service
 
-MODULES = ["base", "codecs", "commands", "declare", "dispatch", "host", "sampling", "server", "user"]
+MODULES = [
+    "base",
+    "codecs",
+    "commands",
+    "declare",
+    "dispatch",
+    "host",
+    "sampling",
+    "server",
+    "user",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)
