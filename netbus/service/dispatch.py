@@ -2,18 +2,18 @@
 
 Every request gets exactly one answer (docs/protocol.md §7.1): the handler's reply, or — when
 the request cannot be served — the command's declared in-kind error reply or REQUEST_FAILED
-(stype 0, ctype 10) with a `RequestStatus`. Each failure is counted exactly in
+(stype 0, ctype 10) with a `RequestStatus` (answers.py). Each failure is counted exactly in
 ``netbus_dropped_total{reason}`` and logged through a `SampledLog` (a few lines per reason
 per minute, then one summary), never one INFO line per hostile packet.
 
 Ordering. A client matches replies to requests FIFO per (stype, ctype), so one user's
-answers to one command must leave in request order even when an ``async`` handler is slow
-and a later request of the same command is refused at once: such answers wait in a small
-per-(link, utag, ctype) queue until the earlier ones are sent. Within one request, the
-reply goes first and the pushes the handler made follow it ("replies first").
+answers to one command leave in request order even when an ``async`` handler is slow and a
+later request of the same command is refused at once (`AnswerQueues`). Within one request,
+the reply goes first and the pushes the handler made follow it ("replies first").
 
-The hot path (a sync handler) does: one header unpack, three dict lookups (service,
-command, user), the body decode, the call, the reply encode and one ``send_raw``.
+The hot path (a plain handler) does one header unpack, three dict lookups (service, command,
+user), the body decode, the call, the reply encode and one ``send_raw``; the failure paths
+build their `Origin` only when they are taken.
 """
 
 from __future__ import annotations
@@ -22,26 +22,27 @@ import asyncio
 import inspect
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from time import perf_counter
 from typing import Any
 
 from netbus.errors import LocalProtocolError, ProtocolError, RequestRefused
 from netbus.metrics import Metrics
-from netbus.protocol.codec import BodyCodec, Reader, decode_json_body, encode_json_body
-from netbus.protocol.control import (
-    CONTROL_CODECS,
-    CONTROL_STYPE,
-    PRELOGIN_BIT,
-    USER_DISCONNECT,
-    GatewayCmd,
-    RequestStatus,
+from netbus.protocol.codec import Reader, decode_json_body
+from netbus.protocol.control import CONTROL_CODECS, PRELOGIN_BIT, USER_DISCONNECT, RequestStatus
+from netbus.protocol.header import HEADER, HEADER_SIZE, ProtoType
+from netbus.protocol.registry import CodecRegistry
+from netbus.service.answers import (
+    AnswerQueues,
+    Command,
+    Origin,
+    Slot,
+    answer_failure,
+    encode_reply,
+    refusal,
+    who,
 )
-from netbus.protocol.header import HEADER, HEADER_SIZE, MAX_CMD_BUF, ProtoType
-from netbus.protocol.registry import CodecRegistry, Direction
 from netbus.service.base import Service
-from netbus.service.commands import NO_ERROR_REPLY, CommandSpec
 from netbus.service.sampling import SampledLog
 from netbus.service.user import TASK_BATCH, Batch, Deferral, Outbox, Route, User
 
@@ -50,52 +51,24 @@ __all__ = ["Dispatcher"]
 log = logging.getLogger("netbus.service")
 
 _JSON = ProtoType.JSON
-_REQUEST_FAILED = GatewayCmd.REQUEST_FAILED
-
-
-class _Cmd:
-    """A declared command bound to one service instance (built once, at registration)."""
-
-    __slots__ = ("buf", "ctype", "error_reply", "handler", "is_async", "name", "reply", "reply_buf")
-
-    def __init__(self, spec: CommandSpec, handler: Callable[[User, Any], Any]) -> None:
-        self.ctype = spec.ctype
-        self.name = spec.name
-        self.handler = handler
-        self.is_async = inspect.iscoroutinefunction(handler)
-        self.reply = spec.reply
-        self.buf: BodyCodec | None = spec.buf
-        self.reply_buf: BodyCodec | None = spec.reply_buf
-        self.error_reply = spec.error_reply
-
-
-class _Slot:
-    """One answer in a per-(link, utag, ctype) queue; sent when it and all before it are ready."""
-
-    __slots__ = ("data", "pushes", "ready")
-
-    def __init__(self, data: bytes | None = None, *, ready: bool = False) -> None:
-        self.data = data
-        self.pushes: list[tuple[Any, bytes | bytearray]] = []
-        self.ready = ready
 
 
 class _Bound:
-    """One registered service: its dispatch table, its users, its outbox."""
+    """One registered service: its dispatch table, its users, its outbox, its answer queues."""
 
-    __slots__ = ("commands", "direct", "inflight", "outbox", "service", "stype", "users")
+    __slots__ = ("answers", "commands", "direct", "outbox", "service", "stype", "users")
 
     def __init__(self, service: Service, outbox: Outbox) -> None:
         self.service = service
         self.stype = service.stype
         self.outbox = outbox
-        self.commands: dict[int, _Cmd] = {
-            ctype: _Cmd(spec, getattr(service, spec.name))
+        self.commands: dict[int, Command] = {
+            ctype: Command(spec, getattr(service, spec.name))
             for ctype, spec in type(service).commands.items()
         }
         self.users: dict[int, User] = {}  #: logged-in users behind gateways, by uid
         self.direct: dict[Route, User] = {}  #: players connected straight to this server
-        self.inflight: dict[tuple[Route, int, int], deque[_Slot]] = {}
+        self.answers = AnswerQueues()
 
 
 class Dispatcher:
@@ -145,9 +118,8 @@ class Dispatcher:
             raise ValueError(f"service {service.name!r} is already registered with a server")
         codecs = self._codecs | service.codecs()
         outbox = Outbox(stype, dict(type(service)._push_layouts), self._deferral)
-        bound = _Bound(service, outbox)
+        self._bound[stype] = _Bound(service, outbox)
         service._outbox = outbox
-        self._bound[stype] = bound
         self._codecs = codecs
         self.metrics.add_stype(stype)
 
@@ -190,33 +162,13 @@ class Dispatcher:
             utag = 0  # a direct player never chooses its utag
         bound = self._bound.get(stype)
         if bound is None:
-            self._refuse(
-                route,
-                None,
-                None,
-                stype,
-                ctype,
-                utag,
-                proto,
-                RequestStatus.UNKNOWN_COMMAND,
-                "unknown_stype",
-                "no such service",
-            )
+            origin = Origin(route, stype, ctype, utag, proto)
+            self._refuse(origin, RequestStatus.UNKNOWN_COMMAND, "unknown_stype", "no service")
             return True
         if 10000 <= ctype < 11000:  # gateway-only (docs/protocol.md §6.3)
             if direct:
-                self._refuse(
-                    route,
-                    bound,
-                    None,
-                    stype,
-                    ctype,
-                    utag,
-                    proto,
-                    RequestStatus.NOT_ALLOWED,
-                    "forged_control",
-                    "gateway-only ctype",
-                )
+                origin = Origin(route, stype, ctype, utag, proto)
+                self._refuse(origin, RequestStatus.NOT_ALLOWED, "forged_control", "gateway-only")
             elif ctype == USER_DISCONNECT:
                 self._user_disconnect(bound, route, utag)
             else:
@@ -224,26 +176,15 @@ class Dispatcher:
             return True
         cmd = bound.commands.get(ctype)
         if cmd is None:
-            self._refuse(
-                route,
-                bound,
-                None,
-                stype,
-                ctype,
-                utag,
-                proto,
-                RequestStatus.UNKNOWN_COMMAND,
-                "unknown_command",
-                "no such command",
-            )
+            origin = Origin(route, stype, ctype, utag, proto)
+            self._refuse(origin, RequestStatus.UNKNOWN_COMMAND, "unknown_command", "no command")
             return True
         user: User | None
         if direct:
             user = bound.direct.get(route)
             if user is None:
-                user = bound.direct[route] = User(
-                    bound.outbox, route, 0, uid=0, proto_type=proto, ident=route
-                )
+                user = User(bound.outbox, route, 0, uid=0, proto_type=proto, ident=route)
+                bound.direct[route] = user
             else:
                 user.proto_type = proto
         elif utag == 0 or utag >= PRELOGIN_BIT:
@@ -264,77 +205,37 @@ class Dispatcher:
         except ProtocolError as exc:
             self.metrics.protocol_errors.labels(exc.kind).inc()
             route.link.stats.protocol_errors += 1
-            self._refuse(
-                route,
-                bound,
-                cmd,
-                stype,
-                ctype,
-                utag,
-                proto,
-                RequestStatus.BAD_REQUEST,
-                "bad_request",
-                exc,
-                user,
-            )
+            origin = Origin(route, stype, ctype, utag, proto)
+            self._refuse(origin, RequestStatus.BAD_REQUEST, "bad_request", exc, cmd, bound, user)
             # Answered either way; a direct player broke the contract (docs/protocol.md §9)
             # and loses its connection, a gateway trunk carries others and stays.
             return not direct
         if cmd.is_async:
-            self._spawn(bound, cmd, user, body, route, utag, proto)
+            self._spawn(bound, cmd, user, body, Origin(route, stype, ctype, utag, proto))
             return True
         # The fast path: a plain handler, run inline; its pushes wait for its reply.
-        batch = self._deferral.batch = self._sync_batch
+        deferral = self._deferral
+        batch = deferral.batch = self._sync_batch
         start = perf_counter()
         try:
             result = cmd.handler(user, body)
-        except RequestRefused as exc:
-            self._deferral.batch = None
-            self._refused(route, bound, cmd, stype, ctype, utag, proto, exc, user)
         except Exception as exc:
-            self._deferral.batch = None
-            self._refuse(
-                route,
-                bound,
-                cmd,
-                stype,
-                ctype,
-                utag,
-                proto,
-                RequestStatus.SERVER_ERROR,
-                "handler_error",
-                exc,
-                user,
-            )
+            deferral.batch = None
+            self._handler_failed(Origin(route, stype, ctype, utag, proto), exc, cmd, bound, user)
         else:
-            self._deferral.batch = None
+            deferral.batch = None
             if cmd.reply:
                 try:
-                    data = self._encode_reply(stype, cmd, utag, proto, result)
+                    data = encode_reply(stype, cmd, utag, proto, result)
                 except LocalProtocolError as exc:
+                    origin = Origin(route, stype, ctype, utag, proto)
                     self._refuse(
-                        route,
-                        bound,
-                        cmd,
-                        stype,
-                        ctype,
-                        utag,
-                        proto,
-                        RequestStatus.SERVER_ERROR,
-                        "bad_reply",
-                        exc,
-                        user,
+                        origin, RequestStatus.SERVER_ERROR, "bad_reply", exc, cmd, bound, user
                     )
                 else:
                     route.link.send_raw(data)
             elif result is not None:
-                self._bug(
-                    "bad_reply",
-                    bound,
-                    ctype,
-                    user,
-                    f"fire-and-forget handler {cmd.name} returned a value",
-                )
+                self._bug("bad_reply", bound, ctype, user, f"{cmd.name} returned a value")
         held = batch.items
         if held:
             for target, push in held:
@@ -380,87 +281,53 @@ class Dispatcher:
             else:
                 self._hook(bound, bound.service.on_gateway_lost, gone)
 
-    # -------------------------------------------------------------------------- answers
-    def _encode_reply(self, stype: int, cmd: _Cmd, utag: int, proto: int, value: Any) -> bytes:
-        if proto == _JSON:
-            payload = encode_json_body(value)
-        elif cmd.reply_buf is None:
-            raise LocalProtocolError(f"({stype}, {cmd.ctype}) has no BUF reply layout")
-        else:
-            payload = cmd.reply_buf.encode(value)
-        data = HEADER.pack(stype, cmd.ctype, utag, proto) + payload
-        if len(data) > MAX_CMD_BUF:
-            raise LocalProtocolError(f"reply of {len(data)} bytes exceeds {MAX_CMD_BUF}")
-        return data
-
-    def _failure(
-        self,
-        cmd: _Cmd | None,
-        stype: int,
-        ctype: int,
-        utag: int,
-        proto: int,
-        status: RequestStatus,
-    ) -> bytes:
-        """The in-kind error reply if the command declares one that fits, else REQUEST_FAILED."""
-        if cmd is not None and cmd.error_reply is not NO_ERROR_REPLY:
-            value = cmd.error_reply(status) if callable(cmd.error_reply) else cmd.error_reply
-            try:
-                return self._encode_reply(stype, cmd, utag, proto, value)
-            except LocalProtocolError:
-                pass  # e.g. a BUF request whose in-kind reply is JSON only
-        body = {"stype": stype, "ctype": ctype, "status": int(status)}
-        return HEADER.pack(CONTROL_STYPE, _REQUEST_FAILED, utag, proto) + (
-            CONTROL_CODECS.encode_body(
-                CONTROL_STYPE, _REQUEST_FAILED, proto, body, Direction.TO_CLIENT
-            )
-        )
-
-    def _refused(
-        self,
-        route: Route,
-        bound: _Bound,
-        cmd: _Cmd,
-        stype: int,
-        ctype: int,
-        utag: int,
-        proto: int,
-        exc: RequestRefused,
-        user: User,
+    # ------------------------------------------------------------------------- failures
+    def _handler_failed(
+        self, origin: Origin, exc: Exception, cmd: Command, bound: _Bound, user: User
     ) -> None:
-        try:
-            status = RequestStatus(exc.status)
-        except ValueError:
-            status = RequestStatus.BAD_REQUEST
-        reason = "not_allowed" if status is RequestStatus.NOT_ALLOWED else "bad_request"
-        self._refuse(route, bound, cmd, stype, ctype, utag, proto, status, reason, exc, user)
+        if isinstance(exc, RequestRefused):
+            status, reason = refusal(exc)
+            self._refuse(origin, status, reason, exc, cmd, bound, user)
+        else:
+            self._refuse(origin, RequestStatus.SERVER_ERROR, "handler_error", exc, cmd, bound, user)
 
     def _refuse(
         self,
-        route: Route,
-        bound: _Bound | None,
-        cmd: _Cmd | None,
-        stype: int,
-        ctype: int,
-        utag: int,
-        proto: int,
+        origin: Origin,
         status: RequestStatus,
         reason: str,
         detail: object,
+        cmd: Command | None = None,
+        bound: _Bound | None = None,
         user: User | None = None,
     ) -> None:
-        """Answer a request that could not be served, count it, log it (sampled)."""
+        """Answer a request that could not be served (in order), count it, log it (sampled)."""
+        data = self._failure(origin, status, reason, detail, cmd, user)
+        if bound is not None and cmd is not None and cmd.is_async and bound.answers:
+            bound.answers.send_or_hold((origin.route, origin.utag, origin.ctype), data)
+        else:
+            origin.route.link.send_raw(data)
+
+    def _failure(
+        self,
+        origin: Origin,
+        status: RequestStatus,
+        reason: str,
+        detail: object,
+        cmd: Command | None,
+        user: User | None,
+    ) -> bytes:
+        """Count and log a failure; return its answer."""
         self._drop(reason)
-        who = _who(route, utag, user)
         if isinstance(detail, BaseException) and status is RequestStatus.SERVER_ERROR:
             self.errors.log(
                 reason,
                 logging.ERROR,
                 "stype %d ctype %d from %s: %s failed",
-                stype,
-                ctype,
-                who,
-                cmd.name if cmd else "handler",
+                origin.stype,
+                origin.ctype,
+                who(origin, user),
+                cmd.name if cmd is not None else "handler",
                 exc_info=detail,
             )
         else:
@@ -468,19 +335,13 @@ class Dispatcher:
                 reason,
                 logging.INFO,
                 "stype %d ctype %d from %s refused (%s): %s",
-                stype,
-                ctype,
-                who,
+                origin.stype,
+                origin.ctype,
+                who(origin, user),
                 status.name,
                 detail,
             )
-        data = self._failure(cmd, stype, ctype, utag, proto, status)
-        if bound is not None and cmd is not None and cmd.is_async and bound.inflight:
-            queue = bound.inflight.get((route, utag, ctype))
-            if queue:
-                queue.append(_Slot(data, ready=True))
-                return
-        route.link.send_raw(data)
+        return answer_failure(origin, cmd, status)
 
     def _bug(self, reason: str, bound: _Bound, ctype: int, user: User | None, msg: str) -> None:
         self._drop(reason)
@@ -500,38 +361,25 @@ class Dispatcher:
         self.errors.log(exc.kind, logging.INFO, "malformed packet from %s: %s", route, exc)
 
     # ---------------------------------------------------------------- async handlers
-    def _spawn(
-        self,
-        bound: _Bound,
-        cmd: _Cmd,
-        user: User,
-        body: Any,
-        route: Route,
-        utag: int,
-        proto: int,
-    ) -> None:
-        slot = _Slot()
-        key = (route, utag, cmd.ctype)
-        queue = bound.inflight.get(key)
-        if queue is None:
-            queue = bound.inflight[key] = deque()
-        queue.append(slot)
-        task = asyncio.ensure_future(self._run(bound, cmd, user, body, key, proto, slot))
+    def _spawn(self, bound: _Bound, cmd: Command, user: User, body: Any, origin: Origin) -> None:
+        key = (origin.route, origin.utag, origin.ctype)
+        slot = bound.answers.open(key)
+        coro = self._run(bound, cmd, user, body, origin, key, slot)
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _run(
         self,
         bound: _Bound,
-        cmd: _Cmd,
+        cmd: Command,
         user: User,
         body: Any,
+        origin: Origin,
         key: tuple[Route, int, int],
-        proto: int,
-        slot: _Slot,
+        slot: Slot,
     ) -> None:
-        route, utag, ctype = key
-        stype = bound.stype
+        stype, utag, proto = origin.stype, origin.utag, origin.proto
         batch = Batch()
         TASK_BATCH.set(batch)  # this task's own context: its pushes wait for its reply
         start = perf_counter()
@@ -539,131 +387,48 @@ class Dispatcher:
         try:
             result = await cmd.handler(user, body)
             if cmd.reply:
-                data = self._encode_reply(stype, cmd, utag, proto, result)
+                data = encode_reply(stype, cmd, utag, proto, result)
             elif result is not None:
-                self._bug(
-                    "bad_reply",
-                    bound,
-                    ctype,
-                    user,
-                    f"fire-and-forget handler {cmd.name} returned a value",
-                )
+                self._bug("bad_reply", bound, cmd.ctype, user, f"{cmd.name} returned a value")
         except RequestRefused as exc:
-            data = self._answer_refusal(bound, cmd, route, utag, proto, exc, user)
+            status, reason = refusal(exc)
+            data = self._failure(origin, status, reason, exc, cmd, user)
         except LocalProtocolError as exc:
-            data = self._answer_failure(bound, cmd, route, utag, proto, "bad_reply", exc, user)
+            data = self._failure(origin, RequestStatus.SERVER_ERROR, "bad_reply", exc, cmd, user)
         except Exception as exc:
-            data = self._answer_failure(bound, cmd, route, utag, proto, "handler_error", exc, user)
+            status = RequestStatus.SERVER_ERROR
+            data = self._failure(origin, status, "handler_error", exc, cmd, user)
         finally:
             batch.open = False
-            slot.data = data
-            slot.pushes = batch.items
-            slot.ready = True
-            self._flush(bound, key)
+            bound.answers.fill(key, slot, data, batch.items)
             self.metrics.handler_done(stype, start)
-
-    def _answer_refusal(
-        self,
-        bound: _Bound,
-        cmd: _Cmd,
-        route: Route,
-        utag: int,
-        proto: int,
-        exc: RequestRefused,
-        user: User,
-    ) -> bytes:
-        try:
-            status = RequestStatus(exc.status)
-        except ValueError:
-            status = RequestStatus.BAD_REQUEST
-        reason = "not_allowed" if status is RequestStatus.NOT_ALLOWED else "bad_request"
-        self._drop(reason)
-        self.errors.log(
-            reason,
-            logging.INFO,
-            "stype %d ctype %d from %s refused (%s): %s",
-            bound.stype,
-            cmd.ctype,
-            _who(route, utag, user),
-            status.name,
-            exc,
-        )
-        return self._failure(cmd, bound.stype, cmd.ctype, utag, proto, status)
-
-    def _answer_failure(
-        self,
-        bound: _Bound,
-        cmd: _Cmd,
-        route: Route,
-        utag: int,
-        proto: int,
-        reason: str,
-        exc: BaseException,
-        user: User,
-    ) -> bytes:
-        self._drop(reason)
-        self.errors.log(
-            reason,
-            logging.ERROR,
-            "stype %d ctype %d from %s: %s failed",
-            bound.stype,
-            cmd.ctype,
-            _who(route, utag, user),
-            cmd.name,
-            exc_info=exc,
-        )
-        return self._failure(cmd, bound.stype, cmd.ctype, utag, proto, RequestStatus.SERVER_ERROR)
-
-    def _flush(self, bound: _Bound, key: tuple[Route, int, int]) -> None:
-        """Send the ready answers at the head of ``key``'s queue, in request order."""
-        queue = bound.inflight.get(key)
-        if queue is None:
-            return
-        link = key[0].link
-        while queue and queue[0].ready:
-            slot = queue.popleft()
-            if slot.data is not None:
-                link.send_raw(slot.data)
-            for target, data in slot.pushes:
-                target.send_raw(data)
-        if not queue:
-            del bound.inflight[key]
 
     # ----------------------------------------------------------------------------- hooks
     def _hook(self, bound: _Bound, hook: Callable[..., Any], *args: Any) -> None:
         """Run a lifecycle hook; an awaitable result becomes a tracked task."""
+        name = getattr(hook, "__name__", "hook")
         try:
             result = hook(*args)
         except Exception as exc:
-            self._drop("hook_error")
-            self.errors.log(
-                "hook_error",
-                logging.ERROR,
-                "%s.%s failed",
-                bound.service.name,
-                getattr(hook, "__name__", "hook"),
-                exc_info=exc,
-            )
+            self._hook_failed(bound, name, exc)
             return
         if result is not None and inspect.isawaitable(result):
-            self._track(bound, result, getattr(hook, "__name__", "hook"))
+            self._track(bound, result, name)
 
-    def _track(self, bound: _Bound, awaitable: Awaitable[Any], what: str) -> None:
+    def _hook_failed(self, bound: _Bound, name: str, exc: BaseException) -> None:
+        self._drop("hook_error")
+        self.errors.log(
+            "hook_error", logging.ERROR, "%s.%s failed", bound.service.name, name, exc_info=exc
+        )
+
+    def _track(self, bound: _Bound, awaitable: Awaitable[Any], name: str) -> None:
         task = asyncio.ensure_future(awaitable)
         self._tasks.add(task)
 
         def done(t: asyncio.Future[Any]) -> None:
             self._tasks.discard(t)
-            if not t.cancelled() and t.exception() is not None:
-                self._drop("hook_error")
-                self.errors.log(
-                    "hook_error",
-                    logging.ERROR,
-                    "%s.%s failed",
-                    bound.service.name,
-                    what,
-                    exc_info=t.exception(),
-                )
+            if not t.cancelled() and (exc := t.exception()) is not None:
+                self._hook_failed(bound, name, exc)
 
         task.add_done_callback(done)
 
@@ -693,14 +458,3 @@ class Dispatcher:
     @property
     def pending(self) -> int:
         return len(self._tasks)
-
-
-def _who(route: Route, utag: int, user: User | None) -> str:
-    """Who sent a request, for logs: a uid, a pre-login key, or a direct player's address."""
-    if route.direct:
-        return f"direct player {route.link.peer}"
-    if user is not None and user.uid:
-        return f"uid {user.uid}"
-    if utag and utag < PRELOGIN_BIT:
-        return f"uid {utag}"
-    return f"pre-login key {utag:#x} via {route.link.peer}"

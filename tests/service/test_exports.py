@@ -10,6 +10,7 @@ import netbus
 import netbus.service
 
 MODULES = [
+    "answers",
     "base",
     "codecs",
     "commands",
