@@ -15,12 +15,16 @@ import contextlib
 
 from netbus.client import Client
 from netbus.client.guest import load_or_create_key
-from netbus.protocol import ProtoType, Stype, TalkroomCmd
+from netbus.protocol import ProtoType
+from netbus.roles import Stype
+from netbus.roles.talkroom import TalkroomCmd, TalkroomService
+from netbus.service import client_codecs
 
 
 async def main(url: str, key_file: str, name: str, message: str, listen: float, buf: bool) -> None:
     proto = ProtoType.BUF if buf else ProtoType.JSON
-    async with await Client.connect(url, proto_type=proto) as client:
+    codecs = client_codecs(TalkroomService)  # the talkroom's BUF layouts, from the service
+    async with await Client.connect(url, proto_type=proto, codecs=codecs) as client:
         account = await client.guest_login(load_or_create_key(key_file))
         if account.get("status") != 1:
             raise SystemExit(f"login refused: status {account.get('status')}")

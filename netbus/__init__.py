@@ -2,37 +2,49 @@
 
 from netbus.client import Client, Push
 from netbus.errors import (
+    BadRequest,
     ConfigError,
+    ConnectionClosed,
     LocalProtocolError,
     LoginRequired,
     NetbusError,
+    NotAllowed,
     ProtocolError,
+    RequestFailed,
+    RequestRefused,
     RequestTimeout,
     ServiceUnavailable,
 )
-from netbus.protocol import ProtoType, Stype
-from netbus.service import Request, Service, ServiceManager, UserRef
+from netbus.protocol import CodecRegistry, ProtoType, RequestStatus
+from netbus.service import Service, ServiceServer, User, client_codecs, command
 from netbus.session import Session, SessionTable
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BadRequest",
     "Client",
+    "CodecRegistry",
     "ConfigError",
+    "ConnectionClosed",
     "LocalProtocolError",
     "LoginRequired",
     "NetbusError",
+    "NotAllowed",
     "ProtoType",
     "ProtocolError",
     "Push",
-    "Request",
+    "RequestFailed",
+    "RequestRefused",
+    "RequestStatus",
     "RequestTimeout",
     "Service",
-    "ServiceManager",
+    "ServiceServer",
     "ServiceUnavailable",
     "Session",
     "SessionTable",
-    "Stype",
-    "UserRef",
+    "User",
     "__version__",
+    "client_codecs",
+    "command",
 ]

@@ -176,7 +176,7 @@ def gateway(config: str | None, loop: LoopName) -> None:
 
 def _warn_split_talkroom(settings: Settings) -> None:
     """The talkroom keeps its one room in one process: several instances need "primary"."""
-    from netbus.protocol.commands import Stype
+    from netbus.roles import Stype
 
     for name, route in settings.gateway.services.items():
         if route.stype == Stype.TalkRoom and len(route.addresses) > 1 and route.policy != "primary":

@@ -12,8 +12,9 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
-from netbus.protocol.commands import CODECS, CodecRegistry, Direction
+from netbus.protocol.control import CONTROL_CODECS
 from netbus.protocol.header import UTAG_OFFSET, ProtoType, write_utag
+from netbus.protocol.registry import CodecRegistry, Direction
 from netbus.transport.link import Link, LinkStats
 from netbus.transport.reasons import CloseReason
 
@@ -49,7 +50,7 @@ class Session:
         *,
         is_client: bool,
         out_direction: Direction = Direction.TO_CLIENT,
-        codecs: CodecRegistry = CODECS,
+        codecs: CodecRegistry = CONTROL_CODECS,
     ) -> None:
         self.sid = sid
         self.link = link

@@ -243,7 +243,7 @@ class TestCluster:
             await conn.run_sync(metadata.create_all)
         await center.start()
         self._stack.push_async_callback(center.close, drain_timeout=1.0)
-        auth = center.manager.services[0]
+        auth = center.services[0]
         self._servers[id(auth)] = center
         self._ports[id(auth)] = center.port
         self._auth_service = auth

@@ -21,16 +21,19 @@ from pathlib import Path
 from typing import Any
 
 from netbus.client import Client
-from netbus.protocol.commands import Stype, TalkroomCmd
 from netbus.protocol.header import ProtoType, pack_header
+from netbus.roles import Stype
+from netbus.roles.center.auth import AuthService
 from netbus.roles.talkroom import TalkroomService
+from netbus.roles.talkroom.protocol import TalkroomCmd
+from netbus.service import ServiceServer, client_codecs
 from netbus.service.host import ServiceHost
-from netbus.service.server import ServiceServer
 from netbus.transport.link import Link
 from netbus.transport.listener import ListenerSpec
 
 __all__ = [
     "BUF",
+    "CODECS",
     "JSON",
     "LinkTap",
     "TalkroomHarness",
@@ -50,6 +53,8 @@ __all__ = [
 JSON = ProtoType.JSON
 BUF = ProtoType.BUF
 T = Stype.TalkRoom
+#: the control channel plus the built-in services' layouts, from their own declarations
+CODECS = client_codecs(TalkroomService, AuthService)
 
 
 # ------------------------------------------------------------------------------- sockets
@@ -209,7 +214,9 @@ class TalkroomHarness:
         raise LookupError(kind)
 
     async def connect(self, index: int, proto_type: int = JSON) -> Client:
-        client = await Client.connect(self.url(index), proto_type=proto_type, ssl=self.ssl)
+        client = await Client.connect(
+            self.url(index), proto_type=proto_type, ssl=self.ssl, codecs=CODECS
+        )
         self.clients.append(client)
         return client
 

@@ -7,7 +7,8 @@ from pathlib import Path
 from netbus.client import Client
 from netbus.config import LimitsConfig, ListenerConfig, ServiceRoute, load_settings
 from netbus.gateway import build_gateway
-from netbus.protocol.commands import GatewayCmd, Stype
+from netbus.protocol import GatewayCmd
+from netbus.roles import Stype
 from netbus.roles.center.app import CenterServer
 
 

@@ -16,10 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from netbus.protocol.commands import Stype
 from netbus.protocol.header import ProtoType
+from netbus.roles import Stype
 
-from netbus_bench.echo import ECHO_CTYPE, ECHO_STYPE, register_codecs
+from netbus_bench.codecs import BENCH_CODECS
+from netbus_bench.echo import ECHO_CTYPE, ECHO_STYPE
 from netbus_bench.kinds import LogLevel, Loop, Role
 from netbus_bench.procs import BenchError, ServerProc, check_loopback, python_argv, toml_document
 
@@ -166,12 +167,11 @@ async def _probe(url: str, service: Role | None, timeout: float) -> None:
     from netbus.client import Client
     from netbus.errors import RequestTimeout, ServiceUnavailable
 
-    register_codecs()
     deadline = time.monotonic() + timeout
     last: BaseException | None = None
     while time.monotonic() < deadline:
         try:
-            async with await Client.connect(url) as client:
+            async with await Client.connect(url, codecs=BENCH_CODECS) as client:
                 reply = await client.guest_login(f"bench-probe-{secrets.token_hex(8)}")
                 if reply.get("status") != 1:
                     raise BenchError(f"probe login refused: {reply}")

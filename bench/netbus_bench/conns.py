@@ -26,12 +26,17 @@ from urllib.parse import urlsplit
 from netbus.client import Client
 from netbus.errors import ProtocolError
 from netbus.protocol.codec import decode_json_body
-from netbus.protocol.commands import CODECS, AuthCmd, Direction, GatewayCmd, Stype, TalkroomCmd
+from netbus.protocol.control import GatewayCmd
 from netbus.protocol.header import ProtoType
+from netbus.protocol.registry import Direction
+from netbus.roles import Stype
+from netbus.roles.center.protocol import AuthCmd
+from netbus.roles.talkroom.protocol import TalkroomCmd
 from netbus.transport.link import Link
 from netbus.transport.reasons import CloseReason
 from netbus.transport.tcp import TcpLink
 
+from netbus_bench.codecs import BENCH_CODECS
 from netbus_bench.worker import Worker
 
 __all__ = ["RawConn", "SetupError", "open_all", "raw_conn", "sdk_conn"]
@@ -76,14 +81,14 @@ class RawConn:
         """One request during setup; returns the decoded reply body."""
         fut: asyncio.Future[bytearray] = asyncio.get_running_loop().create_future()
         self.waiters.setdefault((stype, ctype), deque()).append(fut)
-        data = CODECS.encode(
+        data = BENCH_CODECS.encode(
             stype, ctype, body, proto_type=proto_type, direction=Direction.TO_SERVER
         )
         if not self.link.send_raw(data):
             raise ConnectionError("link closed")
         async with asyncio.timeout(10):
             cmd_buf = await fut
-        return CODECS.decode_body(cmd_buf, stype, ctype, cmd_buf[8], Direction.TO_CLIENT)
+        return BENCH_CODECS.decode_body(cmd_buf, stype, ctype, cmd_buf[8], Direction.TO_CLIENT)
 
     def arm(self, frame: bytes, stype: int, ctype: int) -> None:
         """The frame `send` writes, and the (stype, ctype) of its reply."""
@@ -191,7 +196,9 @@ async def raw_conn(w: Worker, i: int) -> RawConn:
 async def sdk_conn(w: Worker, i: int) -> Client:
     """Connection ``i`` of this worker as a `Client`, logged in and in the room if asked."""
     spec = w.spec.connect
-    client = await Client.connect(spec.url, timeout=10, local_addr=w.local_addr(i))
+    client = await Client.connect(
+        spec.url, timeout=10, local_addr=w.local_addr(i), codecs=BENCH_CODECS, heartbeat=None
+    )
     w.conns += 1
     try:
         if spec.login:

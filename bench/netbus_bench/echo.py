@@ -2,8 +2,8 @@
 
 It is an ordinary `Service` in an ordinary `ServiceServer`, so the relay benchmark measures the
 framework's real service path: header parse, BUF body decode, handler, BUF encode, reply by
-utag. Its stype (100) has a BUF layout of its own, registered in the process-wide `CODECS`
-(the registry sessions encode replies with) by `register_codecs`::
+utag. Its stype (100) has a BUF layout of its own, declared on the command; clients get it
+with ``client_codecs(EchoService)`` (`ECHO_CODECS`)::
 
     python -m netbus_bench.echo --port 0      # prints NETBUS-READY echo {"port": N}
 """
@@ -11,17 +11,16 @@ utag. Its stype (100) has a BUF layout of its own, registered in the process-wid
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from netbus.log import setup_logging
 from netbus.metrics import Metrics
 from netbus.protocol.codec import STR, U32, FieldsCodec
-from netbus.protocol.commands import CODECS, CodecRegistry, Direction
 from netbus.runtime import LoopName, run, wait_for_signal
-from netbus.service import Request, Service
-from netbus.service.server import ServiceServer
+from netbus.service import Service, ServiceServer, User, client_codecs, command
 from netbus.supervisor import announce_ready
 
-__all__ = ["ECHO_CTYPE", "ECHO_LAYOUT", "ECHO_STYPE", "EchoService", "main", "register_codecs"]
+__all__ = ["ECHO_CODECS", "ECHO_CTYPE", "ECHO_LAYOUT", "ECHO_STYPE", "EchoService", "main"]
 
 ECHO_STYPE = 100
 ECHO_CTYPE = 1
@@ -29,18 +28,17 @@ ECHO_CTYPE = 1
 ECHO_LAYOUT = FieldsCodec(("seq", U32), ("data", STR))
 
 
-def register_codecs(registry: CodecRegistry = CODECS) -> None:
-    """Add the echo layout to ``registry`` (idempotent). Clients need it too, for BUF."""
-    if registry.buf_codec(ECHO_STYPE, ECHO_CTYPE, Direction.TO_SERVER) is None:
-        registry.register(ECHO_STYPE, ECHO_CTYPE, to_server=ECHO_LAYOUT, to_client=ECHO_LAYOUT)
-
-
 class EchoService(Service):
     stype = ECHO_STYPE
     name = "echo"
 
-    def on_player_recv_cmd(self, req: Request) -> None:
-        req.reply(req.body)  # same ctype, same proto_type, back by utag
+    @command(ECHO_CTYPE, buf=ECHO_LAYOUT, reply_buf=ECHO_LAYOUT)
+    def echo(self, user: User, body: Any) -> Any:
+        return body  # same ctype, same proto_type, back by utag
+
+
+#: what a client of the echo service needs (plus the control channel)
+ECHO_CODECS = client_codecs(EchoService)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -51,7 +49,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     setup_logging("echo", level=args.log_level)
-    register_codecs()
 
     async def serve() -> None:
         server = ServiceServer(

@@ -11,8 +11,12 @@ from typing import assert_never
 
 from netbus.client import Client
 from netbus.errors import RequestTimeout, ServiceUnavailable
-from netbus.protocol.commands import CODECS, Direction, GatewayCmd, Stype, TalkroomCmd
+from netbus.protocol.control import GatewayCmd
+from netbus.protocol.registry import Direction
+from netbus.roles import Stype
+from netbus.roles.talkroom.protocol import TalkroomCmd
 
+from netbus_bench.codecs import BENCH_CODECS
 from netbus_bench.conns import RawConn, SetupError, guest_key, open_all, raw_conn, sdk_conn
 from netbus_bench.kinds import ClientKind, WorkerState
 from netbus_bench.spec import CcuJob, FanoutRecvJob, FanoutSendJob, LoginJob, RequestJob
@@ -47,7 +51,7 @@ async def request(w: Worker, job: RequestJob) -> None:
     t_setup = time.monotonic()
     if w.spec.connect.client is ClientKind.RAW:
         conns: list[RawConn] = await open_all(w, raw_conn)
-        frame = CODECS.encode(
+        frame = BENCH_CODECS.encode(
             job.stype, job.ctype, job.body, proto_type=job.proto_type, direction=Direction.TO_SERVER
         )
         for conn in conns:
@@ -157,7 +161,9 @@ async def fanout_recv(w: Worker, job: FanoutRecvJob) -> None:
 
 async def _keepalive(conns: list[RawConn], interval: float = 15.0) -> None:
     """Heartbeats from members that only listen, as a real client would send them."""
-    frame = CODECS.encode(Stype.Gateway, GatewayCmd.HEARTBEAT, None, direction=Direction.TO_SERVER)
+    frame = BENCH_CODECS.encode(
+        Stype.Gateway, GatewayCmd.HEARTBEAT, None, direction=Direction.TO_SERVER
+    )
     while True:
         await asyncio.sleep(interval)
         for conn in conns:
@@ -283,7 +289,9 @@ async def login(w: Worker) -> None:
             t0 = time.monotonic_ns()
             client = None
             try:
-                client = await Client.connect(spec.url, timeout=10)
+                client = await Client.connect(
+                    spec.url, timeout=10, codecs=BENCH_CODECS, heartbeat=None
+                )
                 w.conns += 1
                 reply = await client.guest_login(guest_key(spec.tag, w.spec.wid, n), timeout=10)
             except (OSError, *_REQUEST_ERRORS) as exc:

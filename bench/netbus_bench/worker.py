@@ -189,10 +189,8 @@ class Worker:
         )
 
     async def main(self) -> WorkerResult:
-        from netbus_bench.echo import register_codecs
         from netbus_bench.jobs import run_job
 
-        register_codecs()
         flusher = asyncio.create_task(self.flusher())
         try:
             await run_job(self)

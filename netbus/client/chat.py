@@ -13,8 +13,13 @@ from typing import Any
 from netbus.client.client import Client, Push
 from netbus.client.guest import load_or_create_key
 from netbus.errors import NetbusError
-from netbus.protocol.commands import AuthCmd, GatewayCmd, Stype, TalkroomCmd
+from netbus.protocol.control import GatewayCmd
 from netbus.protocol.header import ProtoType
+from netbus.roles import Stype
+from netbus.roles.center.protocol import AuthCmd
+from netbus.roles.talkroom import TalkroomService
+from netbus.roles.talkroom.protocol import TalkroomCmd
+from netbus.service import client_codecs
 
 __all__ = ["run_chat"]
 
@@ -59,7 +64,7 @@ async def run_chat(
 ) -> None:
     proto = ProtoType.BUF if buf else ProtoType.JSON
     try:
-        client = await Client.connect(url, proto_type=proto)
+        client = await Client.connect(url, proto_type=proto, codecs=client_codecs(TalkroomService))
     except (OSError, TimeoutError) as exc:
         _say(f"cannot connect to {url}: {exc}")
         return

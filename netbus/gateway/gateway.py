@@ -36,10 +36,12 @@ from netbus.gateway.notices import failover_notices
 from netbus.gateway.routing import Policy, PreloginKeys, Route
 from netbus.log import conn_context
 from netbus.metrics import Metrics
-from netbus.protocol.commands import CODECS, USER_DISCONNECT, AuthCmd, Direction, GatewayCmd
+from netbus.protocol.control import CONTROL_CODECS, USER_DISCONNECT, GatewayCmd
 from netbus.protocol.header import HEADER, PRELOGIN_BIT, UTAG, UTAG_OFFSET, ProtoType
+from netbus.protocol.registry import CodecRegistry, Direction
 from netbus.registry.base import Registry
 from netbus.registry.local import LocalRegistry
+from netbus.roles.center.protocol import AuthCmd
 from netbus.session import Session, SessionTable
 from netbus.transport.link import Link
 from netbus.transport.listener import Listener, ListenerSpec, start_listener
@@ -96,6 +98,10 @@ class Gateway:
         self.cfg = cfg
         self.id = cfg.id
         self.auth_stype = cfg.auth_stype
+        #: what the gateway itself sends to clients: control notices and the RELOGIN kick
+        self._client_codecs = CONTROL_CODECS | CodecRegistry.of(
+            [(cfg.auth_stype, _RELOGIN, None, [])]
+        )
         self.metrics = metrics or Metrics("gateway")
         self.login_rate = LoginRateLimit(cfg.limits, clock=clock)
         self.sessions = SessionTable()
@@ -215,7 +221,7 @@ class Gateway:
 
     # ----------------------------------------------------------- client link handler
     def link_opened(self, link: Link) -> None:
-        session = self.sessions.add(link, is_client=True)
+        session = self.sessions.add(link, is_client=True, codecs=self._client_codecs)
         session.key = key = self.keys.allocate()
         self._by_key[key] = session
         self.metrics.connections.labels(link.kind).inc()
@@ -285,7 +291,9 @@ class Gateway:
     def _control(self, session: Session, ctype: int, proto_type: int, cmd_buf: bytearray) -> None:
         if ctype == GatewayCmd.HEARTBEAT:
             try:
-                CODECS.decode_body(cmd_buf, _CONTROL, ctype, proto_type, Direction.TO_SERVER)
+                CONTROL_CODECS.decode_body(
+                    cmd_buf, _CONTROL, ctype, proto_type, Direction.TO_SERVER
+                )
             except ProtocolError as exc:
                 self.metrics.protocol_errors.labels(exc.kind).inc()
                 return
@@ -391,5 +399,5 @@ class Gateway:
 
 def _user_disconnect(stype: int, uid: int) -> bytearray:
     return bytearray(
-        CODECS.encode(stype, USER_DISCONNECT, None, utag=uid, direction=Direction.TO_SERVER)
+        CONTROL_CODECS.encode(stype, USER_DISCONNECT, None, utag=uid, direction=Direction.TO_SERVER)
     )

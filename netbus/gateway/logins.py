@@ -33,10 +33,10 @@ from typing import Any, Protocol
 from netbus.errors import ProtocolError, RegistryUnavailable
 from netbus.metrics import Metrics
 from netbus.protocol.codec import decode_json_body
-from netbus.protocol.commands import AuthCmd, AuthStatus
 from netbus.protocol.header import MAX_UID, ProtoType
 from netbus.registry.base import Registry
 from netbus.registry.local import LocalRegistry
+from netbus.roles.center.protocol import AuthCmd, AuthStatus
 from netbus.session import Session, SessionTable
 from netbus.transport.reasons import CloseReason
 

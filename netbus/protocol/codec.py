@@ -28,6 +28,7 @@ __all__ = [
     "FieldsCodec",
     "Reader",
     "ScalarCodec",
+    "StatusCodec",
     "Writer",
     "decode_json_body",
     "encode_json_body",
@@ -283,5 +284,42 @@ class ScalarCodec:
 
     def decode(self, reader: Reader) -> Any:
         value = getattr(reader, self.kind)()
+        reader.expect_end()
+        return value
+
+
+class StatusCodec:
+    """A status reply that carries fields only on success: ``i16 status``, then, when the
+    status equals ``ok``, the named fields. Decoded to (and encoded from) a dict keyed by
+    ``status_key`` plus the field names; an error status alone is ``{status_key: status}``.
+
+    Talkroom's SendMsg reply is ``StatusCodec(("1", STR), ("2", I16), ("3", STR))``:
+    ``{"0": 1, "1": uname, "2": usex, "3": msg}`` on OK, ``{"0": -100}`` otherwise.
+    """
+
+    __slots__ = ("_tail", "fields", "ok", "status_key")
+
+    def __init__(self, *fields: tuple[str, FieldKind], status_key: str = "0", ok: int = 1) -> None:
+        _check_kinds(kind for _, kind in fields)
+        self.fields = fields
+        self.status_key = status_key
+        self.ok = ok
+        self._tail = FieldsCodec(*fields)
+
+    def encode(self, value: Any) -> bytes:
+        if not isinstance(value, dict) or self.status_key not in value:
+            raise LocalProtocolError(f"status reply needs {{{self.status_key!r}: status, ...}}")
+        status = value[self.status_key]
+        head = _encode_field(I16, status)
+        if status != self.ok or not self.fields:
+            return head
+        return head + self._tail.encode(value)
+
+    def decode(self, reader: Reader) -> Any:
+        status = reader.i16()
+        value: dict[str, Any] = {self.status_key: status}
+        if status == self.ok:
+            for name, read in self._tail._readers:
+                value[name] = read(reader)
         reader.expect_end()
         return value

@@ -1,8 +1,26 @@
-"""Services: the `Service` base class, the `ServiceManager` dispatcher and `ServiceHost`."""
+"""The service SDK: declare commands with ``@command`` on a `Service`, run it in a
+`ServiceServer`, talk to `User`\\ s (docs/services.md)."""
 
-from netbus.service.base import HandlerResult, Service
-from netbus.service.context import Request, UserRef
-from netbus.service.host import ServiceHost
-from netbus.service.manager import ServiceManager
+from netbus.errors import BadRequest, NotAllowed, RequestRefused
+from netbus.protocol.control import RequestStatus
+from netbus.service.base import HookResult, Service
+from netbus.service.codecs import client_codecs, declaration
+from netbus.service.commands import NO_ERROR_REPLY, CommandSpec, command
+from netbus.service.server import ServiceServer
+from netbus.service.user import User
 
-__all__ = ["HandlerResult", "Request", "Service", "ServiceHost", "ServiceManager", "UserRef"]
+__all__ = [
+    "NO_ERROR_REPLY",
+    "BadRequest",
+    "CommandSpec",
+    "HookResult",
+    "NotAllowed",
+    "RequestRefused",
+    "RequestStatus",
+    "Service",
+    "ServiceServer",
+    "User",
+    "client_codecs",
+    "command",
+    "declaration",
+]

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from netbus.errors import ProtocolError
-from netbus.protocol.commands import CODECS, Direction, GatewayCmd, Stype
+from netbus.protocol.control import CONTROL_CODECS, CONTROL_STYPE, GatewayCmd
 from netbus.protocol.header import HEADER_SIZE, ProtoType
+from netbus.protocol.registry import Direction
 from netbus.ratelimit import TokenBucket
 from netbus.transport.addr import peer_ip
 from netbus.transport.link import Link, LinkHandler
@@ -177,8 +178,8 @@ def _notify(link: Link, bucket: _Bucket, cmd_buf: bytearray, now: float) -> None
         proto = ProtoType.JSON
     body = {"dropped": min(bucket.unreported, 0xFFFF)}
     link.send_raw(
-        CODECS.encode(
-            Stype.Gateway,
+        CONTROL_CODECS.encode(
+            CONTROL_STYPE,
             GatewayCmd.RATE_LIMITED,
             body,
             proto_type=proto,

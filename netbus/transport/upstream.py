@@ -15,14 +15,17 @@ from collections.abc import Callable
 from enum import Enum
 
 from netbus.errors import ProtocolError
-from netbus.protocol.commands import CODECS, Direction, GatewayCmd, Stype
+from netbus.protocol.control import CONTROL_CODECS, CONTROL_STYPE, GatewayCmd
+from netbus.protocol.registry import Direction
 from netbus.transport.link import Link, LinkHandler
 from netbus.transport.reasons import CloseReason
 from netbus.transport.tcp import TcpLink
 
 __all__ = ["Backoff", "LinkState", "Upstream"]
 
-_HEARTBEAT = CODECS.encode(Stype.Gateway, GatewayCmd.HEARTBEAT, None, direction=Direction.TO_SERVER)
+_HEARTBEAT = CONTROL_CODECS.encode(
+    CONTROL_STYPE, GatewayCmd.HEARTBEAT, None, direction=Direction.TO_SERVER
+)
 
 log = logging.getLogger("netbus.upstream")
 

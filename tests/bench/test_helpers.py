@@ -12,7 +12,7 @@ from netbus_bench.profiling import top_pyspy
 from netbus_bench.spec import split
 from netbus_bench.stats import latency_summary
 
-from netbus.protocol.commands import Stype
+from netbus.roles import Stype
 
 
 @pytest.mark.parametrize(

@@ -17,10 +17,21 @@ from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 
 from netbus.client import Client
-from netbus.errors import LoginRequired, RequestTimeout, ServiceUnavailable
-from netbus.protocol.commands import CODECS, AuthCmd, GatewayCmd, Stype, TalkroomCmd
+from netbus.errors import (
+    ConnectionClosed,
+    LoginRequired,
+    RequestFailed,
+    RequestTimeout,
+    ServiceUnavailable,
+)
+from netbus.protocol import GatewayCmd, RequestStatus
+from netbus.roles import Stype
+from netbus.roles.center.protocol import AuthCmd
+from netbus.roles.talkroom.protocol import TalkroomCmd
+from netbus.transport.guard import ListenerLimits
+from netbus.transport.listener import ListenerSpec
 from netbus.transport.reasons import CloseReason
-from tests.helpers import BUF, JSON, cmd_buf, frame, json_body, talkroom_server
+from tests.helpers import BUF, CODECS, JSON, cmd_buf, frame, json_body, metric, talkroom_server
 
 T = Stype.TalkRoom
 
@@ -79,25 +90,28 @@ async def test_requests_are_matched_in_order_and_heartbeat_echoes(index: int) ->
 
 
 @pytest.mark.parametrize("index", [0, 1], ids=["tcp", "ws"])
-async def test_timeout_and_server_close_fail_pending_requests(index: int) -> None:
+async def test_unserved_requests_fail_and_a_server_close_fails_the_rest(index: int) -> None:
     async with talkroom_server() as h:
         client = await h.connect(index, JSON)
-        # stype 99 is served by nobody: the request never gets an answer.
-        with pytest.raises(RequestTimeout):
-            await client.request(99, 1, None, timeout=0.05)
+        # stype 99 is served by nobody here: answered REQUEST_FAILED, never left hanging.
+        with pytest.raises(RequestFailed) as info:
+            await client.request(99, 1, None)
+        assert (info.value.stype, info.value.ctype) == (99, 1)
+        assert info.value.status == RequestStatus.UNKNOWN_COMMAND
+        with pytest.raises(RequestFailed) as info:
+            await client.request(T, TalkroomCmd.UserMsg, None)  # a push, not a command
+        assert info.value.status == RequestStatus.UNKNOWN_COMMAND
         assert all(not queue for queue in client._pending.values())
+        assert client.drain_pushes() == []
 
-        pending = asyncio.ensure_future(client.request(99, 1, None, timeout=10))
-        assert await client.enter("doomed", 0) == 1  # the server has seen both
-        for session in h.server.client_host.sessions:
-            session.close(CloseReason.NORMAL)
-        with pytest.raises(ConnectionError, match="connection closed"):
-            await pending
+        assert await client.enter("doomed", 0) == 1
+        for link in h.server.client_host.links:
+            link.close(CloseReason.NORMAL)
         await client.wait_closed()
         assert client.closed.is_set()
-        with pytest.raises(ConnectionError):
+        with pytest.raises(ConnectionClosed):
             client.send(T, TalkroomCmd.Exit, None)
-        with pytest.raises(ConnectionError):
+        with pytest.raises(ConnectionClosed):
             await client.exit()
         await client.close()  # idempotent
         await client.close()
@@ -108,7 +122,7 @@ async def test_client_close_tells_the_room(index: int) -> None:
     async with talkroom_server() as h:
         stay = await h.connect(0, JSON)
         assert await stay.enter("stay", 0) == 1
-        async with await Client.connect(h.url(index), proto_type=BUF) as leaving:
+        async with await Client.connect(h.url(index), proto_type=BUF, codecs=CODECS) as leaving:
             assert await leaving.enter("leaving", 1) == 1
         assert leaving.closed.is_set()
         assert (await stay.next_push(T, TalkroomCmd.UserArrived)).body["uname"] == "leaving"
@@ -121,6 +135,25 @@ async def test_unsupported_scheme() -> None:
 
 
 # -------------------------------------------------------------- against scripted peers
+async def test_timeout_and_server_close_fail_pending_requests() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_frame(reader)  # never answered
+        await read_frame(reader)
+        writer.close()  # hang up with that request pending
+
+    async with scripted_tcp_server(script) as url:
+        client = await Client.connect(url)
+        try:
+            with pytest.raises(RequestTimeout):
+                await client.request(99, 1, None, timeout=0.05)
+            assert all(not queue for queue in client._pending.values())
+            with pytest.raises(ConnectionClosed, match="connection closed"):
+                await client.request(99, 1, None, timeout=10)
+            assert isinstance(ConnectionClosed("x"), ConnectionError)  # documented family
+        finally:
+            await client.close()
+
+
 async def test_gateway_refusals_fail_the_matching_request() -> None:
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_frame(reader)  # SendMsg
@@ -241,3 +274,113 @@ async def _send_while_closing(client: Client) -> None:
     finally:
         client._abort()
         await client.close()
+
+
+# ------------------------------------------------------------------------------ heartbeats
+async def test_heartbeats_are_sent_while_idle_and_echoes_are_not_pushes() -> None:
+    beats = asyncio.Queue[bytes]()
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            data = await read_frame(reader)
+            beats.put_nowait(data)
+            writer.write(frame(data))  # echo, as a gateway does
+
+    async with scripted_tcp_server(script) as url:
+        client = await Client.connect(url, heartbeat=0.01)
+        try:
+            for _ in range(3):
+                data = await asyncio.wait_for(beats.get(), 5)
+                assert data == CODECS.encode(0, GatewayCmd.HEARTBEAT, None, direction=0)
+            await client.heartbeat()  # an explicit round trip still resolves
+            assert client.heartbeats_sent >= 3
+            assert client.drain_pushes() == []
+        finally:
+            await client.close()
+        assert client._beat is None  # no timer left behind
+
+
+async def test_heartbeats_can_be_turned_off() -> None:
+    async with talkroom_server() as h:
+        client = await Client.connect(h.url(0), heartbeat=None)
+        assert client._beat is None and client.heartbeat_interval is None
+        await client.close()
+
+
+async def test_a_silent_peer_is_found_dead_by_the_heartbeat_clock() -> None:
+    """After the peer has echoed once, 2.5 intervals of silence close the connection. The
+    clock is injected, so no test time passes waiting for it."""
+    now = [1000.0]
+    echoed = asyncio.Event()
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(frame(await read_frame(reader)))  # echo the first heartbeat only
+        echoed.set()
+        await reader.read()
+
+    async with scripted_tcp_server(script) as url:
+        client = await Client.connect(url, heartbeat=0.01, clock=lambda: now[0])
+        try:
+            await asyncio.wait_for(echoed.wait(), 5)
+            async with asyncio.timeout(5):
+                while not client._echo_seen:  # noqa: ASYNC110
+                    await asyncio.sleep(0.005)
+            assert not client.closed.is_set()
+            now[0] += 0.026  # more than 2.5 intervals without a byte
+            reason = await client.wait_closed()
+            assert "heartbeat timeout" in reason
+        finally:
+            await client.close()
+
+
+async def test_idle_connection_survives_the_idle_timeout_with_heartbeats() -> None:
+    """Issue 10 item 24: an idle client used to be cut at the listener's idle timeout."""
+    limits = ListenerLimits(idle_timeout=0.4)
+    async with talkroom_server([ListenerSpec("tcp", limits=limits)]) as h:
+        beating = await Client.connect(h.url(0), heartbeat=0.08)
+        silent = await Client.connect(h.url(0), heartbeat=None)
+        try:
+            await silent.wait_closed(timeout=5)
+            assert metric(h.server, "netbus_dropped_total", reason="idle_timeout") == 1
+            assert not beating.closed.is_set()
+            assert await beating.enter("still here", 0) == 1
+        finally:
+            await beating.close()
+            await silent.close()
+
+
+# -------------------------------------------------------------------------- connect errors
+async def test_connect_failures_raise_connection_closed_with_the_cause() -> None:
+    async with talkroom_server() as h:
+        port = h.port("tcp")
+    with pytest.raises(ConnectionClosed, match="could not connect") as refused:
+        await Client.connect(f"tcp://127.0.0.1:{port}")  # nobody listens any more
+    assert isinstance(refused.value.__cause__, OSError)
+    with pytest.raises(ConnectionClosed) as refused:
+        await Client.connect(f"ws://127.0.0.1:{port}/ws")
+    assert isinstance(refused.value.__cause__, OSError)
+
+    async def not_websocket(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        writer.write(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+
+    async with scripted_tcp_server(not_websocket) as url:
+        with pytest.raises(ConnectionClosed) as refused:
+            await Client.connect(url.replace("tcp://", "ws://") + "/ws")
+        assert "websockets" in type(refused.value.__cause__).__module__
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)  # the upgrade request, then close: no response at all
+
+    async with scripted_tcp_server(hang_up) as url:
+        with pytest.raises(ConnectionClosed):
+            await Client.connect(url.replace("tcp://", "ws://") + "/ws")
+
+    async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # never answers the upgrade
+
+    async with scripted_tcp_server(stall) as url:
+        with pytest.raises(ConnectionClosed, match="timed out") as slow:
+            await Client.connect(url.replace("tcp://", "ws://") + "/ws", timeout=0.1)
+        assert isinstance(slow.value.__cause__, TimeoutError)

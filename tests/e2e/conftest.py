@@ -24,7 +24,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from netbus.client import Client
-from netbus.protocol.commands import GatewayCmd, Stype, TalkroomCmd, TalkroomStatus
+from netbus.protocol import GatewayCmd
+from netbus.roles import Stype
+from netbus.roles.talkroom.protocol import TalkroomCmd, TalkroomStatus
 
 from .cluster import Cluster, live_pids_with_arg
 from .helpers import Clients, barrier, leaked_secrets, next_gateway_notice, retry_until_served

@@ -14,8 +14,11 @@ from typing import Any, TypeVar
 from netbus.client import Client
 from netbus.client.client import Push
 from netbus.errors import RequestTimeout, ServiceUnavailable
-from netbus.protocol.commands import GatewayCmd, Stype, TalkroomCmd, TalkroomStatus
+from netbus.protocol import GatewayCmd
 from netbus.protocol.header import ProtoType
+from netbus.roles import Stype
+from netbus.roles.talkroom.protocol import TalkroomCmd, TalkroomStatus
+from tests.helpers import CODECS
 
 T = TypeVar("T")
 
@@ -53,7 +56,7 @@ class Clients:
         self.opened: list[Client] = []
 
     async def open(self, url: str, proto: int = JSON) -> Client:
-        client = await Client.connect(url, proto_type=proto, timeout=REQUEST_TIMEOUT)
+        client = await Client.connect(url, proto_type=proto, timeout=REQUEST_TIMEOUT, codecs=CODECS)
         self.opened.append(client)
         return client
 

@@ -8,15 +8,11 @@ import pytest
 
 from netbus.client import Client
 from netbus.errors import LoginRequired
-from netbus.protocol.commands import (
-    CODECS,
-    USER_DISCONNECT,
-    AuthCmd,
-    Direction,
-    Stype,
-    TalkroomCmd,
-    TalkroomStatus,
-)
+from netbus.protocol import USER_DISCONNECT, Direction
+from netbus.roles import Stype
+from netbus.roles.center.protocol import AuthCmd
+from netbus.roles.talkroom.protocol import TalkroomCmd, TalkroomStatus
+from tests.helpers import CODECS
 
 from .cluster import Cluster
 from .helpers import BUF, JSON, Clients, barrier, new_key, new_name, room_members, settled, talk

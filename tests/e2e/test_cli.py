@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from netbus.protocol.commands import GatewayCmd, Stype, TalkroomCmd, TalkroomStatus
+from netbus.protocol import GatewayCmd
+from netbus.roles import Stype
+from netbus.roles.talkroom.protocol import TalkroomCmd, TalkroomStatus
 
 from .cluster import Cluster, Proc, children_of, live_pids_with_arg, processes
 from .conftest import ready_check

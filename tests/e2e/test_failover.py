@@ -9,7 +9,10 @@ from collections import Counter
 import pytest
 
 from netbus.errors import ServiceUnavailable
-from netbus.protocol.commands import AuthCmd, GatewayCmd, Stype, TalkroomStatus
+from netbus.protocol import GatewayCmd
+from netbus.roles import Stype
+from netbus.roles.center.protocol import AuthCmd
+from netbus.roles.talkroom.protocol import TalkroomStatus
 
 from .conftest import ClusterFactory, ready_check
 from .helpers import (

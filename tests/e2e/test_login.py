@@ -6,9 +6,11 @@ from typing import Any
 
 import pytest
 
+from netbus.protocol import GatewayCmd, RequestStatus
 from netbus.protocol.codec import Writer
-from netbus.protocol.commands import AuthCmd, AuthStatus, Stype
 from netbus.protocol.header import ProtoType, pack_header
+from netbus.roles import Stype
+from netbus.roles.center.protocol import AuthCmd, AuthStatus
 
 from .cluster import Cluster
 from .helpers import Clients, new_key
@@ -81,15 +83,15 @@ async def test_malformed_key_is_invalid_params(
 
 
 @pytest.mark.parametrize("kind", ["tcp", "ws"])
-async def test_buf_guest_login_is_dropped(cluster: Cluster, clients: Clients, kind: str) -> None:
+async def test_buf_guest_login_is_refused(cluster: Cluster, clients: Clients, kind: str) -> None:
     """GUEST_LOGIN has no BUF layout (JSON only, §3.3), so a BUF body is malformed.
 
     What happens: the gateway forwards it like any Auth packet (it does not read request
     bodies); the center's decoder rejects it (logged and counted as ``no_buf_layout``) and
-    drops it: no reply, no account, and neither the client's connection nor the
-    gateway-center link is closed (§6). A JSON login sent next on the same connection gets
-    the first GUEST_LOGIN reply this connection ever sees, which proves the BUF one was
-    not answered (both travel the same ordered links).
+    answers it: auth's in-kind INVALID_PARAMS cannot be written in BUF, so the answer is
+    REQUEST_FAILED (stype 0, ctype 10, BAD_REQUEST) in BUF (docs/protocol.md §7.1). No
+    account is made, and neither the client's connection nor the gateway-center link is
+    closed (§6). A JSON login sent next on the same connection then works.
     """
     client = await clients.open(cluster.url(kind))
     key = new_key()
@@ -98,6 +100,13 @@ async def test_buf_guest_login_is_dropped(cluster: Cluster, clients: Clients, ki
     client.send_raw(
         pack_header(Stype.Auth, AuthCmd.GUEST_LOGIN, 0, ProtoType.BUF) + body.getvalue()
     )
+    refusal = await client.next_push(0, GatewayCmd.REQUEST_FAILED)  # no request was pending
+    assert refusal.proto_type == ProtoType.BUF
+    assert refusal.body == {
+        "stype": Stype.Auth,
+        "ctype": AuthCmd.GUEST_LOGIN,
+        "status": RequestStatus.BAD_REQUEST,
+    }
     reply = await client.guest_login(key)
     uid = check_ok(reply, key)
     assert client.pushes.empty(), client.drain_pushes()

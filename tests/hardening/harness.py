@@ -30,11 +30,13 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from netbus.protocol.commands import CODECS, Direction, GatewayCmd, Stype
+from netbus.protocol import Direction, GatewayCmd
 from netbus.protocol.framing import encode_frame
 from netbus.protocol.header import HEADER, ProtoType, unpack_header
+from netbus.roles import Stype
 from tests.e2e.cluster import START_TIMEOUT, Cluster, live_pids_with_arg
 from tests.e2e.helpers import leaked_secrets
+from tests.helpers import CODECS
 
 T = TypeVar("T")
 

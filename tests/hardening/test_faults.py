@@ -36,14 +36,10 @@ import pytest
 from netbus.client import Client
 from netbus.config import GatewayConfig
 from netbus.errors import RequestTimeout, ServiceUnavailable
-from netbus.protocol.commands import (
-    AuthCmd,
-    AuthStatus,
-    GatewayCmd,
-    Stype,
-    TalkroomCmd,
-    TalkroomStatus,
-)
+from netbus.protocol import GatewayCmd
+from netbus.roles import Stype
+from netbus.roles.center.protocol import AuthCmd, AuthStatus
+from netbus.roles.talkroom.protocol import TalkroomCmd, TalkroomStatus
 from tests.e2e.cluster import free_ports
 from tests.e2e.helpers import Clients, new_key, new_name, retry_until_served
 

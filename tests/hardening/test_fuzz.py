@@ -42,8 +42,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
 from netbus.client import Client
-from netbus.protocol.commands import AuthCmd, GatewayCmd, Stype, TalkroomCmd, TalkroomStatus
+from netbus.protocol import GatewayCmd
 from netbus.protocol.header import MAX_CMD_BUF
+from netbus.roles import Stype
+from netbus.roles.center.protocol import AuthCmd
+from netbus.roles.talkroom.protocol import TalkroomCmd, TalkroomStatus
 from tests.e2e.helpers import Clients, new_key, new_name, room_members
 
 from .harness import (

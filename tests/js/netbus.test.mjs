@@ -13,6 +13,7 @@ import {
   AuthCmd,
   AuthStatus,
   CODECS,
+  CodecRegistry,
   ConnectionClosedError,
   Direction,
   GatewayCmd,
@@ -266,9 +267,11 @@ describe("BUF layouts round-trip", () => {
     assert.equal(hex(bytes), "00000200000000000200" + "0100" + "0500");
   });
 
-  it("CODECS.copy() can register a new service without touching the default", () => {
-    const codecs = CODECS.copy();
-    codecs.register(9, 1, { toClient: CODECS.layout(T, TalkroomCmd.UserArrived, Direction.TO_CLIENT) });
+  it("a registry for another service comes from its declaration; CODECS is untouched", () => {
+    const declaration = { format: "netbus-codecs/1", layouts: [
+      { stype: 9, ctype: 1, to_client: { fields: [["uname", "str"], ["usex", "i16"]] } },
+    ] };
+    const codecs = CODECS.merge(CodecRegistry.fromDeclaration(declaration));
     const bytes = encodeCmd(9, 1, { uname: "x", usex: 0 }, P_BUF, { direction: Direction.TO_CLIENT, codecs });
     assert.deepEqual(decodeCmd(bytes, { codecs }).body, { uname: "x", usex: 0 });
     assert.throws(() => decodeCmd(bytes), (e) => e instanceof ProtocolError && e.kind === "no_buf_layout");

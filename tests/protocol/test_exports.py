@@ -8,7 +8,7 @@ import pytest
 
 import netbus.protocol
 
-MODULES = ["header", "framing", "codec", "commands"]
+MODULES = ["header", "framing", "codec", "registry", "control"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -18,7 +18,6 @@ import pytest
 
 from netbus.errors import ProtocolError
 from netbus.protocol import (
-    CODECS,
     USER_DISCONNECT,
     Direction,
     FrameDecoder,
@@ -28,6 +27,7 @@ from netbus.protocol import (
     pack_header,
     unpack_header,
 )
+from tests.helpers import CODECS
 
 from .strategies import same
 
@@ -109,7 +109,7 @@ REQUIRED = {
     *((1, c, d, p) for c in (1, 2, 5) for d in Direction for p in ProtoType),
     *((1, c, Direction.TO_CLIENT, p) for c in (3, 4, 6) for p in ProtoType),
     *((0, 1, d, p) for d in Direction for p in ProtoType),  # HEARTBEAT
-    *((0, c, Direction.TO_CLIENT, p) for c in (2, 3, 4, 5, 6) for p in ProtoType),
+    *((0, c, Direction.TO_CLIENT, p) for c in (2, 3, 4, 5, 6, 10) for p in ProtoType),
 }
 
 

@@ -17,7 +17,10 @@ import redis.asyncio as aioredis
 
 from netbus.client import Client
 from netbus.errors import ServiceUnavailable
-from netbus.protocol.commands import AuthCmd, GatewayCmd, Stype, TalkroomCmd
+from netbus.protocol import GatewayCmd
+from netbus.roles import Stype
+from netbus.roles.center.protocol import AuthCmd
+from netbus.roles.talkroom.protocol import TalkroomCmd
 from tests.registry.redis_server import PrivateRedis, wait_until
 from tests.scaling.cluster import ScaleCluster
 from tests.scaling.conftest import Clients, ClusterFactory

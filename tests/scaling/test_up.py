@@ -18,7 +18,8 @@ from click.testing import CliRunner
 from netbus.cli import gateway_layout, main
 from netbus.client import Client
 from netbus.config import load_settings
-from netbus.protocol.commands import AuthCmd, Stype
+from netbus.roles import Stype
+from netbus.roles.center.protocol import AuthCmd
 from tests.registry.redis_server import REDIS_URL, delete_prefix, free_port, unique_prefix
 from tests.scaling.cluster import child_env
 from tests.scaling.conftest import _loop_name, _require_shared_redis

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
 from netbus.client import Client
 from netbus.roles.talkroom import TalkroomService
-from netbus.service import Request, Service
-from netbus.service.server import ServiceServer
+from netbus.service import Service, ServiceServer, User, command
 from netbus.transport.listener import ListenerSpec
 from tests.helpers import talkroom_server
 
@@ -25,11 +25,12 @@ class SlowEcho(Service):
         self.started = asyncio.Event()
         self.done = 0
 
-    async def on_player_recv_cmd(self, req: Request) -> None:  # type: ignore[override]
+    @command(1)
+    async def echo(self, user: User, body: Any) -> Any:
         self.started.set()
         await self.gate.wait()
-        req.reply(req.body)
         self.done += 1
+        return body
 
 
 async def test_close_lets_running_handlers_reply_then_closes_links() -> None:
@@ -43,7 +44,7 @@ async def test_close_lets_running_handlers_reply_then_closes_links() -> None:
         ws = await Client.connect(f"ws://127.0.0.1:{server.client_ports[1]}/")
         pending = asyncio.ensure_future(tcp.request(5, 1, "echo me"))
         await slow.started.wait()
-        assert server.manager.pending == 1
+        assert server.dispatcher.pending == 1
         closing = asyncio.ensure_future(server.close(drain_timeout=5))
         assert await ws.request(1, 1, {"uname": "", "usex": 0}) == -100  # still served
         # No new players while shutting down.
@@ -53,7 +54,7 @@ async def test_close_lets_running_handlers_reply_then_closes_links() -> None:
         slow.gate.set()
         assert await pending == "echo me"  # the handler's reply went out before the close
         await closing
-        assert slow.done == 1 and server.manager.pending == 0
+        assert slow.done == 1 and server.dispatcher.pending == 0
         for client in (tcp, ws):
             assert "closed" in await client.wait_closed()
             await client.close()
@@ -71,7 +72,7 @@ async def test_close_gives_up_on_handlers_at_the_drain_deadline() -> None:
         await client.wait_closed()
         await client.close()
         slow.gate.set()
-        await server.manager.drain(5)
+        await server.dispatcher.drain(5)
         assert slow.done == 1  # it ran to the end, but its reply had nowhere to go
 
 

@@ -12,11 +12,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from netbus.protocol.commands import CODECS, Direction, TalkroomCmd
+from netbus.protocol import Direction
 from netbus.protocol.header import ProtoType, read_utag, unpack_header
+from netbus.roles.talkroom.protocol import TalkroomCmd
 from netbus.session import Session, SessionTable
 from netbus.transport.reasons import CloseReason
 from netbus.transport.tcp import TcpLink
+from tests.helpers import CODECS
 
 
 def unconnected() -> TcpLink:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from netbus.protocol.commands import TalkroomStatus
+from netbus.roles.talkroom.protocol import TalkroomStatus
 from netbus.roles.talkroom.room import MAX_UNAME, Member, Room, validate_enter, validate_msg
 
 
@@ -57,10 +57,10 @@ def test_validate_msg() -> None:
 
 def test_room_membership_in_arrival_order() -> None:
     room = Room()
-    a, b, c = (Member(key, key, 0, 1) for key in "abc")
+    a, b, c = (Member(key, key, 0) for key in "abc")
     for member in (a, b, c):
         assert room.enter(member) is TalkroomStatus.OK
-    assert room.enter(Member("a", "again", 1, 2)) is TalkroomStatus.IN_ROOM
+    assert room.enter(Member("a", "again", 1)) is TalkroomStatus.IN_ROOM
     assert room.get("a") is a and room.get("a").uname == "a"  # type: ignore[union-attr]
     assert len(room) == 3 and "b" in room
     assert [m.key for m in room.others("b")] == ["a", "c"]

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from netbus.client import Client
-from netbus.protocol.commands import Stype, TalkroomCmd
+from netbus.roles import Stype
+from netbus.roles.talkroom.protocol import TalkroomCmd
 from tests.helpers import BUF, JSON, sync, talkroom_server
 
 T = Stype.TalkRoom

@@ -19,12 +19,15 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 from netbus.client import Client
-from netbus.protocol.commands import CODECS, USER_DISCONNECT, Direction, Stype, TalkroomCmd
+from netbus.protocol import USER_DISCONNECT, Direction
 from netbus.protocol.header import unpack_header
+from netbus.roles import Stype
+from netbus.roles.talkroom.protocol import TalkroomCmd
 from netbus.transport.link import Link
 from netbus.transport.listener import ListenerSpec
 from tests.helpers import (
     BUF,
+    CODECS,
     JSON,
     TalkroomHarness,
     buf_str,
@@ -135,7 +138,6 @@ TCP_CASES = [
     pytest.param(body_cmd(5, BUF, b"\x09\x00abc"), "short_body", id="buf-str-overruns"),
     pytest.param(body_cmd(1, BUF, b"\x05"), "short_body", id="buf-too-short"),
     pytest.param(body_cmd(2, BUF, b"\x00"), "long_body", id="buf-too-long"),
-    pytest.param(body_cmd(3, BUF, b""), "no_buf_layout", id="buf-without-layout"),
     pytest.param(body_cmd(1, 3, json_body('{"0":null}')), "bad_proto_type", id="proto-type-3"),
     pytest.param(body_cmd(1, 0, json_body('{"0":null}')), "bad_proto_type", id="proto-type-0"),
 ]
@@ -179,19 +181,22 @@ async def test_tcp_good_frame_then_bad_frame_in_one_write() -> None:
 
 
 async def test_tcp_unknown_stype_and_forged_control_keep_the_connection() -> None:
-    """Packets that are well-formed but undeliverable are dropped and counted, not fatal."""
+    """Packets that are well-formed but undeliverable are answered REQUEST_FAILED (or, for a
+    forged gateway notice, refused) and counted, not fatal."""
     async with chatting_room() as (h, a, b):
         reader, writer, link = await raw_tcp_member(h, "curious")
         await saw(a, b, (TalkroomCmd.UserArrived, "curious"))
         writer.write(frame(cmd_buf(99, 1, JSON, json_body('{"0":null}'))))
         writer.write(frame(cmd_buf(T, USER_DISCONNECT, JSON, json_body('{"0":null}'))))
         writer.write(frame(cmd_buf(T, 77, JSON, json_body('{"0":null}'))))  # unknown ctype
+        writer.write(body_cmd(3, BUF, b""))  # a push's ctype: not a command either
         writer.write(frame(enter_cmd("")))  # a round trip: INVALID_OPT
         assert await read_reply(reader, TalkroomCmd.Enter) == -100
         assert not link.closed
         assert link.stats.protocol_errors == 0
         assert metric(h.server, "netbus_dropped_total", reason="unknown_stype") == 1
         assert metric(h.server, "netbus_dropped_total", reason="forged_control") == 1
+        assert metric(h.server, "netbus_dropped_total", reason="unknown_command") == 2
         # The forged USER_DISCONNECT did not remove anybody.
         assert len(h.service.room) == 3
         await still_chatting(a, b, "after curious")

@@ -16,10 +16,11 @@ import socket
 import pytest
 from websockets.frames import Frame, Opcode
 
-from netbus.protocol.commands import CODECS, Stype, TalkroomCmd
+from netbus.roles import Stype
+from netbus.roles.talkroom.protocol import TalkroomCmd
 from netbus.transport.listener import ListenerSpec
 from netbus.transport.reasons import CloseReason
-from tests.helpers import BUF, JSON, frame, metric, sync, talkroom_server
+from tests.helpers import BUF, CODECS, JSON, frame, metric, sync, talkroom_server
 
 T = Stype.TalkRoom
 CAP = 64 * 1024

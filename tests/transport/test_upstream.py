@@ -8,12 +8,14 @@ from typing import Any
 import pytest
 
 from netbus.errors import ProtocolError
-from netbus.protocol.commands import CODECS, Direction, Stype, TalkroomCmd
+from netbus.protocol import Direction
 from netbus.protocol.header import unpack_header
+from netbus.roles import Stype
+from netbus.roles.talkroom.protocol import TalkroomCmd
 from netbus.transport.link import Link
 from netbus.transport.reasons import CloseReason
 from netbus.transport.upstream import Backoff, LinkState, Upstream
-from tests.helpers import free_port, talkroom_server
+from tests.helpers import CODECS, free_port, talkroom_server
 
 
 def test_backoff_first_delay_small_then_capped() -> None:
@@ -78,8 +80,8 @@ async def test_upstream_connects_carries_packets_and_reconnects() -> None:
 
             # The service side drops the link: the upstream comes back by itself, and the
             # service saw the gateway's users leave (on_link_lost).
-            for session in h.server.gateway_host.sessions:
-                session.close(CloseReason.NORMAL)
+            for link in h.server.gateway_host.links:
+                link.close(CloseReason.NORMAL)
             await rec.next("closed")
             assert not up.is_up
             assert up.send_raw(enter(4)) is False

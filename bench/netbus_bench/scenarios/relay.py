@@ -12,7 +12,7 @@ from typing import Any
 
 from netbus.protocol.header import ProtoType
 
-from netbus_bench.echo import ECHO_CTYPE, ECHO_STYPE, register_codecs
+from netbus_bench.echo import ECHO_CTYPE, ECHO_STYPE
 from netbus_bench.kinds import ClientKind, Profiler, Role, ScenarioName
 from netbus_bench.options import Common, opt
 from netbus_bench.procs import BenchError
@@ -51,7 +51,6 @@ def _connect(ctx: Context, opts: RelayOptions, url: str, *, login: bool) -> Conn
 
 
 def phases(ctx: Context, opts: RelayOptions, target: Target) -> list[Phase]:
-    register_codecs()
     job = _job(ctx)
     url = need_url(target)
     done: list[Phase] = []

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from netbus.protocol.commands import Stype, TalkroomCmd
 from netbus.protocol.header import ProtoType
+from netbus.roles import Stype
+from netbus.roles.talkroom.protocol import TalkroomCmd
 
 from netbus_bench.kinds import ClientKind, Role, ScenarioName
 from netbus_bench.options import Common, opt

@@ -1,18 +1,22 @@
-"""The auth service (stype 2): guest login over the account store (PROTOCOL.md §4.2).
+"""The auth service (stype 2): guest login over the account store (docs/protocol.md §6.2).
 
 The guest key is a credential: it is validated here, hashed by the store, and never logged.
+Auth answers in kind (``{"status": code}``), as the original clients expect: a malformed
+request gets INVALID_PARAMS, a failing handler SYSTEM_ERROR.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, ClassVar
 
-from netbus.protocol.commands import AuthCmd, AuthStatus, Stype
-from netbus.protocol.header import ProtoType
-from netbus.service import Request, Service
+from netbus.protocol.control import RequestStatus
+from netbus.protocol.registry import LayoutSpec
+from netbus.roles import Stype
+from netbus.roles.center.protocol import AuthCmd, AuthStatus
+from netbus.service import Service, User, command
 from netbus.storage import Account, AccountStore, StorageError
 
 __all__ = ["GUEST_KEY_RE", "AuthService", "valid_guest_key"]
@@ -29,50 +33,50 @@ def valid_guest_key(value: Any) -> bool:
     return type(value) is str and GUEST_KEY_RE.fullmatch(value) is not None
 
 
+def _error_reply(status: RequestStatus) -> dict[str, int]:
+    """Auth's own code for a request the SDK could not serve (docs/protocol.md §6.2)."""
+    if status is RequestStatus.SERVER_ERROR:
+        return {"status": AuthStatus.SYSTEM_ERROR}
+    return {"status": AuthStatus.INVALID_PARAMS}
+
+
 class AuthService(Service):
     stype = Stype.Auth
     name = "auth"
+    #: RELOGIN is sent by the gateway on this stype; declared here so that clients built
+    #: from this service learn its (empty) BUF layout
+    pushes: ClassVar[Mapping[int, LayoutSpec]] = {AuthCmd.RELOGIN: []}
 
     def __init__(self, store: AccountStore, *, on_login: LoginHook | None = None) -> None:
         self.store = store
         self.on_login = on_login
 
-    def on_player_recv_cmd(self, req: Request) -> Awaitable[None] | None:
-        if req.ctype == AuthCmd.GUEST_LOGIN:
-            return self._guest_login(req)
-        return None
-
-    async def _guest_login(self, req: Request) -> None:
-        if req.proto_type != ProtoType.JSON or not valid_guest_key(req.body):
-            req.reply({"status": AuthStatus.INVALID_PARAMS})
-            return
-        key: str = req.body
+    @command(AuthCmd.GUEST_LOGIN, error_reply=_error_reply)
+    async def guest_login(self, user: User, body: Any) -> dict[str, Any]:
+        if not valid_guest_key(body):
+            return {"status": AuthStatus.INVALID_PARAMS}
+        key: str = body
         try:
             account, created = await self.store.guest_login(key)
         except StorageError as exc:
             log.error("guest login failed: %s", exc)
-            req.reply({"status": AuthStatus.SYSTEM_ERROR})
-            return
+            return {"status": AuthStatus.SYSTEM_ERROR}
         if account.is_disabled:
-            req.reply({"status": AuthStatus.ILLEGAL_ACCOUNT})
-            return
+            return {"status": AuthStatus.ILLEGAL_ACCOUNT}
         if self.on_login is not None:
             try:
                 await self.on_login(account)
             except Exception:
                 log.exception("login hook failed for uid %d", account.uid)
-                req.reply({"status": AuthStatus.SYSTEM_ERROR})
-                return
+                return {"status": AuthStatus.SYSTEM_ERROR}
         if created:
             log.info("new guest account uid %d", account.uid)
-        req.reply(
-            {
-                "status": AuthStatus.OK,
-                "uid": account.uid,
-                "unick": account.unick,
-                "usex": account.usex,
-                "uface": account.uface,
-                "uvip": account.uvip,
-                "guest_key": key,
-            }
-        )
+        return {
+            "status": AuthStatus.OK,
+            "uid": account.uid,
+            "unick": account.unick,
+            "usex": account.usex,
+            "uface": account.uface,
+            "uvip": account.uvip,
+            "guest_key": key,
+        }

@@ -1,7 +1,7 @@
 """The talkroom's state and rules, free of wire details: who is in, and what each action means.
 
-`Room` returns what must be sent (as `Outbox` entries) instead of sending, so the rules can be
-tested without sockets and the service layer decides how to encode and route.
+`Room` holds members keyed by the SDK's `User` reference and answers with statuses; the
+service layer (service.py) turns them into replies and pushes.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
-from netbus.protocol.commands import TalkroomStatus
+from netbus.roles.talkroom.protocol import TalkroomStatus
 
 __all__ = ["Member", "Room", "validate_enter", "validate_msg"]
 
@@ -19,10 +19,9 @@ MAX_UNAME = 32
 
 @dataclass(slots=True)
 class Member:
-    key: Hashable  #: how the service addresses this user (a UserRef)
+    key: Any  #: how the service addresses this user (its `netbus.service.User`)
     uname: str
     usex: int
-    proto_type: int  #: last proto_type the user used with the talkroom; pushes use it
 
     def as_body(self) -> dict[str, Any]:
         return {"uname": self.uname, "usex": self.usex}
@@ -71,4 +70,6 @@ class Room:
         return self.members.pop(key, None)
 
     def others(self, key: Hashable) -> list[Member]:
-        return [m for k, m in self.members.items() if k != key]
+        """Every member but ``key``'s, in arrival order (identity compares: no __eq__ calls)."""
+        member = self.members.get(key)
+        return [m for m in self.members.values() if m is not member]

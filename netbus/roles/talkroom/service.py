@@ -1,120 +1,115 @@
-"""Talkroom wire handlers (PROTOCOL.md §4.1): decode, validate, apply `Room`, send.
+"""Talkroom wire handlers (docs/protocol.md §6.1), on the public service SDK only.
 
-Pushes are encoded once per proto_type and only the utag differs per recipient.
+Each command is declared where it is handled, with its BUF layouts and its in-kind error
+reply: the original clients expect INVALID_OPT for anything they send wrong, so a malformed
+body or a failing handler is answered that way rather than with REQUEST_FAILED.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
-from netbus.protocol.commands import CODECS, Direction, Stype, TalkroomCmd, TalkroomStatus
+from netbus.protocol.codec import STR
+from netbus.protocol.registry import LayoutSpec
+from netbus.roles import Stype
+from netbus.roles.talkroom.protocol import (
+    SEND_MSG_REPLY,
+    STATUS,
+    USER,
+    USER_MSG,
+    TalkroomCmd,
+    TalkroomStatus,
+)
 from netbus.roles.talkroom.room import Member, Room, validate_enter, validate_msg
-from netbus.service import Request, Service, UserRef
-from netbus.session import Session
+from netbus.service import Service, User, command
 
-__all__ = ["TalkroomService"]
+__all__ = ["DEFAULT_MAX_MSG", "TalkroomService"]
 
 log = logging.getLogger("netbus.talkroom")
 
 DEFAULT_MAX_MSG = 1024
+INVALID_OPT = TalkroomStatus.INVALID_OPT
 
 
 class TalkroomService(Service):
+    """One chat room: Enter, Exit, SendMsg; pushes UserArrived, UserExit, UserMsg."""
+
     stype = Stype.TalkRoom
     name = "talkroom"
+    pushes: ClassVar[Mapping[int, LayoutSpec]] = {
+        TalkroomCmd.UserArrived: USER,
+        TalkroomCmd.UserExit: USER,
+        TalkroomCmd.UserMsg: USER_MSG,
+    }
 
     def __init__(self, *, max_msg_len: int = DEFAULT_MAX_MSG) -> None:
         self.room = Room()
         self.max_msg_len = max_msg_len
-        self._handlers = {
-            TalkroomCmd.Enter: self._enter,
-            TalkroomCmd.Exit: self._exit,
-            TalkroomCmd.SendMsg: self._send_msg,
-        }
 
     # ------------------------------------------------------------------------ commands
-    def on_player_recv_cmd(self, req: Request) -> None:
-        handler = self._handlers.get(req.ctype)  # type: ignore[call-overload]
-        if handler is None:
-            log.debug("talkroom: unknown ctype %s dropped", req.ctype)
-            return
-        member = self.room.get(req.user)
-        if member is not None:
-            member.proto_type = req.proto_type
-        handler(req, member)
-
-    def _enter(self, req: Request, member: Member | None) -> None:
-        parsed = validate_enter(req.body)
+    @command(TalkroomCmd.Enter, buf=USER, reply_buf=STATUS, error_reply=INVALID_OPT)
+    def enter(self, user: User, body: Any) -> TalkroomStatus:
+        """Reply OK (or IN_ROOM), then UserArrived(newcomer) to every other member and one
+        UserArrived per member already in to the newcomer (replies go first)."""
+        parsed = validate_enter(body)
         if parsed is None:
-            req.reply(TalkroomStatus.INVALID_OPT)
-            return
-        if member is not None:
-            req.reply(TalkroomStatus.IN_ROOM)
-            return
-        newcomer = Member(req.user, parsed[0], parsed[1], req.proto_type)
-        others = self.room.others(req.user)
+            return INVALID_OPT
+        if user in self.room:
+            return TalkroomStatus.IN_ROOM
+        newcomer = Member(user, parsed[0], parsed[1])
+        others = self.room.others(user)
         self.room.enter(newcomer)
-        req.reply(TalkroomStatus.OK)
-        self._push(others, TalkroomCmd.UserArrived, newcomer.as_body())
+        self.broadcast([m.key for m in others], TalkroomCmd.UserArrived, newcomer.as_body())
         for existing in others:
-            self._push((newcomer,), TalkroomCmd.UserArrived, existing.as_body())
+            user.push(TalkroomCmd.UserArrived, existing.as_body())
+        return TalkroomStatus.OK
 
-    def _exit(self, req: Request, member: Member | None) -> None:
-        if req.body is not None:
-            req.reply(TalkroomStatus.INVALID_OPT)
-            return
+    @command(TalkroomCmd.Exit, buf=[], reply_buf=STATUS, error_reply=INVALID_OPT)
+    def exit(self, user: User, body: Any) -> TalkroomStatus:
+        if body is not None:
+            return INVALID_OPT
+        member = self.room.get(user)
         if member is None:
-            req.reply(TalkroomStatus.NOT_IN_ROOM)
-            return
+            return TalkroomStatus.NOT_IN_ROOM
         self._leave(member)
-        req.reply(TalkroomStatus.OK)
+        return TalkroomStatus.OK
 
-    def _send_msg(self, req: Request, member: Member | None) -> None:
-        msg = validate_msg(req.body, self.max_msg_len)
+    @command(TalkroomCmd.SendMsg, buf=STR, reply_buf=SEND_MSG_REPLY, error_reply={"0": INVALID_OPT})
+    def send_msg(self, user: User, body: Any) -> dict[str, Any]:
+        msg = validate_msg(body, self.max_msg_len)
+        member = self.room.get(user)
         if msg is None or member is None:
-            req.reply({"0": TalkroomStatus.INVALID_OPT})
-            return
-        req.reply({"0": TalkroomStatus.OK, "1": member.uname, "2": member.usex, "3": msg})
-        self._push(
-            self.room.others(member.key),
+            return {"0": INVALID_OPT}
+        self.broadcast(
+            [m.key for m in self.room.others(user)],
             TalkroomCmd.UserMsg,
             {"0": member.uname, "1": member.usex, "2": msg},
         )
+        return {"0": TalkroomStatus.OK, "1": member.uname, "2": member.usex, "3": msg}
 
     # ----------------------------------------------------------------------- departures
-    def on_player_disconnect(self, session: Session, utag: int) -> None:
-        member = self.room.get(UserRef(session, utag))
+    def on_user_left(self, user: User) -> None:
+        member = self.room.get(user)
         if member is not None:
             self._leave(member)
 
-    def on_link_lost(self, session: Session) -> None:
-        gone = [m for m in self.room.members.values() if m.key.session is session]  # type: ignore[attr-defined]
+    def on_gateway_lost(self, users: list[User]) -> None:
+        gone = [m for m in map(self.room.leave, users) if m is not None]
         for member in gone:
-            self.room.leave(member.key)
-        for member in gone:
-            self._push(self.room.others(member.key), TalkroomCmd.UserExit, member.as_body())
+            self.broadcast(
+                [m.key for m in self.room.members.values()],
+                TalkroomCmd.UserExit,
+                member.as_body(),
+            )
         if gone:
             log.info("talkroom: %d members left with a lost gateway link", len(gone))
 
     def _leave(self, member: Member) -> None:
         self.room.leave(member.key)
-        self._push(self.room.others(member.key), TalkroomCmd.UserExit, member.as_body())
-
-    # -------------------------------------------------------------------------- fan-out
-    def _push(self, recipients: Iterable[Member], ctype: int, body: Any) -> None:
-        templates: dict[int, bytes] = {}
-        for member in recipients:
-            template = templates.get(member.proto_type)
-            if template is None:
-                template = CODECS.encode(
-                    self.stype,
-                    ctype,
-                    body,
-                    proto_type=member.proto_type,
-                    direction=Direction.TO_CLIENT,
-                )
-                templates[member.proto_type] = template
-            user: UserRef = member.key  # type: ignore[assignment]
-            user.session.send_template(template, user.utag)
+        self.broadcast(
+            [m.key for m in self.room.members.values()],
+            TalkroomCmd.UserExit,
+            member.as_body(),
+        )

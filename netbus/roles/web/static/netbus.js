@@ -10,7 +10,10 @@
  *     u16 stype | u16 ctype | u32 utag | u16 proto_type | body        (all little-endian)
  *
  * proto_type 1 (JSON): the body is one string whose text is {"0": value}.
- * proto_type 2 (BUF):  fields packed in order, following the command's layout (CODECS below).
+ * proto_type 2 (BUF):  fields packed in order, following the command's layout. Layouts come
+ *                      from the services' own declarations (CodecRegistry.fromDeclaration;
+ *                      `python -m netbus.service.declare pkg.mod:Service` prints one), never
+ *                      transcribed by hand; CODECS holds the built-in services'.
  * A string is a u16 count of UTF-8 bytes, then those bytes.
  *
  * Errors:
@@ -20,6 +23,7 @@
  *     ├── LocalProtocolError       our own value cannot go on the wire (a bug in the caller)
  *     ├── ServiceUnavailableError  the gateway says the request's service cannot be reached
  *     ├── LoginRequiredError       the gateway dropped the request because nobody is logged in
+ *     ├── RequestFailedError       the service answered REQUEST_FAILED (unknown command, bad body…)
  *     ├── RequestTimeoutError      no reply arrived within timeoutMs
  *     └── ConnectionClosedError    the connection closed (or was never open) before a reply came
  *
@@ -27,6 +31,8 @@
  * service answers one connection's requests in order, so NetbusClient matches replies to
  * requests FIFO per (stype, ctype). Pushes use ctypes that are never requested.
  */
+
+import { BUILTIN_DECLARATION } from "./builtin_codecs.js";
 
 // ------------------------------------------------------------------------------- constants
 
@@ -61,6 +67,16 @@ export const GatewayCmd = Object.freeze({
   RATE_LIMITED: 4, // gateway -> client: {dropped} packets were dropped by the rate limit
   LOGIN_REQUIRED: 5, // gateway -> client: {stype, ctype} of a packet dropped before login
   SERVICE_AVAILABLE: 6, // gateway -> client: {stype, ctype: 0}: the service is back
+  REQUEST_FAILED: 10, // gateway/service -> client: {stype, ctype, status}: a request not served
+});
+
+/** Why a request was answered with REQUEST_FAILED (docs/protocol.md §7.1). */
+export const RequestStatus = Object.freeze({
+  UNKNOWN_COMMAND: -1,
+  BAD_REQUEST: -2,
+  SERVER_ERROR: -3,
+  SERVICE_BUSY: -4,
+  NOT_ALLOWED: -5,
 });
 
 /** Talkroom status codes. */
@@ -128,6 +144,16 @@ export class LoginRequiredError extends NetbusError {
     super(`log in before using service ${stype} (command ${ctype})`);
     this.stype = stype;
     this.ctype = ctype;
+  }
+}
+
+/** The service answered REQUEST_FAILED; `status` is a RequestStatus value. */
+export class RequestFailedError extends NetbusError {
+  constructor(stype, ctype, status) {
+    super(`request (${stype}, ${ctype}) failed with status ${status}`);
+    this.stype = stype;
+    this.ctype = ctype;
+    this.status = status;
   }
 }
 
@@ -336,39 +362,100 @@ export function scalarLayout(kind) {
   });
 }
 
-/** SendMsg S->C: `i16 status`, then on OK only `str uname, i16 usex, str msg`. */
-const sendMsgReplyLayout = Object.freeze({
-  encode(value, writer) {
-    if (value === null || typeof value !== "object" || !Object.hasOwn(value, "0")) {
-      throw new LocalProtocolError('SendMsg reply needs {"0": status, ...}');
-    }
-    writer.i16(value["0"]);
-    if (value["0"] === TalkroomStatus.OK) writer.str(value["1"]).i16(value["2"]).str(value["3"]);
-  },
-  decode(reader) {
-    const status = reader.i16();
-    if (status !== TalkroomStatus.OK) {
+/**
+ * A status reply carrying fields only on success: `i16 status` (under `statusKey`), then, when
+ * the status equals `ok`, the named fields. Talkroom's SendMsg reply is
+ * `statusLayout({ fields: [["1", "str"], ["2", "i16"], ["3", "str"]] })`.
+ */
+export function statusLayout({ statusKey = "0", ok = 1, fields = [] } = {}) {
+  const tail = fieldsLayout(...fields);
+  return Object.freeze({
+    encode(value, writer) {
+      if (value === null || typeof value !== "object" || !Object.hasOwn(value, statusKey)) {
+        throw new LocalProtocolError(`status reply needs {"${statusKey}": status, ...}`);
+      }
+      writer.i16(value[statusKey]);
+      if (value[statusKey] === ok && fields.length > 0) tail.encode(value, writer);
+    },
+    decode(reader) {
+      const status = reader.i16();
+      const value = { [statusKey]: status };
+      if (status === ok) for (const [name, kind] of fields) value[name] = reader[kind]();
       reader.expectEnd();
-      return { 0: status };
-    }
-    const value = { 0: status, 1: reader.str(), 2: reader.i16(), 3: reader.str() };
-    reader.expectEnd();
-    return value;
-  },
-});
+      return value;
+    },
+  });
+}
 
 /**
- * BUF layouts per (stype, ctype, direction). JSON needs none; a command with no layout for a
- * direction accepts JSON only there. Use `CODECS.copy()` and `register()` to add a service.
+ * The layout a JSON description stands for: `{"fields": [[name, kind], ...]}`,
+ * `{"scalar": kind}` or `{"status": key, "ok": n, "fields": [...]}` (docs/services.md).
+ * @throws {TypeError} an unknown form or field kind.
+ */
+export function layoutFromDescription(doc) {
+  if (doc === null || typeof doc !== "object") throw new TypeError(`bad layout description ${describe(doc)}`);
+  if (Object.hasOwn(doc, "scalar")) return scalarLayout(doc.scalar);
+  const fields = doc.fields ?? [];
+  if (!Array.isArray(fields) || !fields.every((f) => Array.isArray(f) && f.length === 2 && typeof f[0] === "string")) {
+    throw new TypeError("'fields' is a list of [name, kind] pairs");
+  }
+  if (Object.hasOwn(doc, "status")) {
+    if (!Number.isInteger(doc.ok)) throw new TypeError("a status layout needs an integer 'ok'");
+    for (const [name, kind] of fields) {
+      if (!FIELD_KINDS.has(kind)) throw new TypeError(`unknown BUF field kind ${kind} for ${name}`);
+    }
+    return statusLayout({ statusKey: String(doc.status), ok: doc.ok, fields });
+  }
+  if (Object.hasOwn(doc, "fields")) return fieldsLayout(...fields);
+  throw new TypeError(`unknown layout description ${JSON.stringify(doc)}`);
+}
+
+/** The declaration format `CodecRegistry.fromDeclaration` reads (Python: DECLARATION_FORMAT). */
+export const DECLARATION_FORMAT = "netbus-codecs/1";
+
+/**
+ * Immutable BUF layouts per (stype, ctype, direction). JSON needs none; a command with no layout
+ * for a direction accepts JSON only there. Build one from the services' declaration with
+ * `CodecRegistry.fromDeclaration(json)` (the control channel is always included) and combine
+ * registries with `merge`; nothing ever changes a registry in place.
  */
 export class CodecRegistry {
-  #layouts = new Map();
+  #layouts;
 
-  /** Register the BUF layouts of one command; either direction may be omitted. */
-  register(stype, ctype, { toServer, toClient } = {}) {
-    if (toServer) this.#layouts.set(layoutKey(stype, ctype, Direction.TO_SERVER), toServer);
-    if (toClient) this.#layouts.set(layoutKey(stype, ctype, Direction.TO_CLIENT), toClient);
-    return this;
+  /** @param {Iterable<[string, object]>} [entries]  internal: use fromDeclaration or merge. */
+  constructor(entries = []) {
+    this.#layouts = new Map(entries);
+    Object.freeze(this);
+  }
+
+  /**
+   * The control channel's layouts plus those a declaration describes (what
+   * `python -m netbus.service.declare` prints).
+   * @throws {TypeError} not a netbus-codecs/1 declaration, or a malformed entry.
+   */
+  static fromDeclaration(doc) {
+    if (doc === null || typeof doc !== "object" || doc.format !== DECLARATION_FORMAT) {
+      throw new TypeError(`not a ${DECLARATION_FORMAT} declaration`);
+    }
+    if (!Array.isArray(doc.layouts)) throw new TypeError("'layouts' must be a list");
+    const entries = [];
+    for (const row of doc.layouts) {
+      const { stype, ctype } = row ?? {};
+      if (![stype, ctype].every((n) => Number.isInteger(n) && n >= 0 && n <= 0xffff)) {
+        throw new TypeError(`bad stype/ctype in ${JSON.stringify(row)}`);
+      }
+      if (row.to_server) entries.push([layoutKey(stype, ctype, Direction.TO_SERVER), layoutFromDescription(row.to_server)]);
+      if (row.to_client) entries.push([layoutKey(stype, ctype, Direction.TO_CLIENT), layoutFromDescription(row.to_client)]);
+    }
+    return CONTROL_CODECS.merge(new CodecRegistry(entries));
+  }
+
+  /**
+   * Both registries' layouts in a new one (`other` wins where both have one).
+   * @param {CodecRegistry} other
+   */
+  merge(other) {
+    return new CodecRegistry([...this.#layouts, ...other.#layouts]);
   }
 
   /** The layout for one direction of a command, or undefined when it is JSON only. */
@@ -376,46 +463,39 @@ export class CodecRegistry {
     return this.#layouts.get(layoutKey(stype, ctype, direction));
   }
 
-  copy() {
-    const clone = new CodecRegistry();
-    for (const [key, layout] of this.#layouts) clone.#layouts.set(key, layout);
-    return clone;
-  }
+  /** How many layouts this registry holds. */
+  get size() { return this.#layouts.size; }
 }
 
 function layoutKey(stype, ctype, direction) {
   return `${stype}:${ctype}:${direction}`;
 }
 
-function defaultCodecs() {
-  const reg = new CodecRegistry();
-  const user = fieldsLayout(["uname", "str"], ["usex", "i16"]);
-  const status = scalarLayout("i16");
+function controlCodecs() {
   const empty = fieldsLayout();
-  const t = Stype.TalkRoom;
-  reg.register(t, TalkroomCmd.Enter, { toServer: user, toClient: status });
-  reg.register(t, TalkroomCmd.Exit, { toServer: empty, toClient: status });
-  reg.register(t, TalkroomCmd.UserArrived, { toClient: user });
-  reg.register(t, TalkroomCmd.UserExit, { toClient: user });
-  reg.register(t, TalkroomCmd.SendMsg, { toServer: scalarLayout("str"), toClient: sendMsgReplyLayout });
-  reg.register(t, TalkroomCmd.UserMsg, {
-    toClient: fieldsLayout(["0", "str"], ["1", "i16"], ["2", "str"]),
-  });
-  const g = Stype.Gateway;
-  reg.register(g, GatewayCmd.HEARTBEAT, { toServer: empty, toClient: empty });
   const notice = fieldsLayout(["stype", "u16"], ["ctype", "u16"]);
-  reg.register(g, GatewayCmd.SERVICE_UNAVAILABLE, { toClient: notice });
-  reg.register(g, GatewayCmd.LOGIN_REQUIRED, { toClient: notice });
-  reg.register(g, GatewayCmd.SERVICE_AVAILABLE, { toClient: notice });
-  reg.register(g, GatewayCmd.SHUTDOWN, { toClient: fieldsLayout(["reason", "str"]) });
-  reg.register(g, GatewayCmd.RATE_LIMITED, { toClient: fieldsLayout(["dropped", "u16"]) });
-  // Auth is JSON only for clients; an empty RELOGIN layout matches the server's registry.
-  reg.register(Stype.Auth, AuthCmd.RELOGIN, { toClient: empty });
-  return reg;
+  const g = Stype.Gateway;
+  const c = Direction.TO_CLIENT;
+  return new CodecRegistry([
+    [layoutKey(g, GatewayCmd.HEARTBEAT, Direction.TO_SERVER), empty],
+    [layoutKey(g, GatewayCmd.HEARTBEAT, c), empty],
+    [layoutKey(g, GatewayCmd.SERVICE_UNAVAILABLE, c), notice],
+    [layoutKey(g, GatewayCmd.LOGIN_REQUIRED, c), notice],
+    [layoutKey(g, GatewayCmd.SERVICE_AVAILABLE, c), notice],
+    [layoutKey(g, GatewayCmd.SHUTDOWN, c), fieldsLayout(["reason", "str"])],
+    [layoutKey(g, GatewayCmd.RATE_LIMITED, c), fieldsLayout(["dropped", "u16"])],
+    [layoutKey(g, GatewayCmd.REQUEST_FAILED, c), fieldsLayout(["stype", "u16"], ["ctype", "u16"], ["status", "i16"])],
+  ]);
 }
 
-/** Every command in the contract. */
-export const CODECS = defaultCodecs();
+/** The gateway control channel's layouts (stype 0): part of every registry. */
+export const CONTROL_CODECS = controlCodecs();
+
+/**
+ * The control channel plus the built-in services (talkroom, auth), from their declaration in
+ * builtin_codecs.js, which the Python services generate (a test keeps the two identical).
+ */
+export const CODECS = CodecRegistry.fromDeclaration(BUILTIN_DECLARATION);
 
 // --------------------------------------------------------------------------- header, bodies
 
@@ -604,6 +684,8 @@ const PUSHES = new Map([
   [`${Stype.Gateway}:${GatewayCmd.SERVICE_AVAILABLE}`, ["available", noticeDetail]],
   [`${Stype.Gateway}:${GatewayCmd.SHUTDOWN}`, ["shutdown", (b) => ({ reason: b?.reason ?? "" })]],
   [`${Stype.Gateway}:${GatewayCmd.RATE_LIMITED}`, ["rateLimited", (b) => ({ dropped: b?.dropped ?? 0 })]],
+  [`${Stype.Gateway}:${GatewayCmd.REQUEST_FAILED}`,
+    ["requestFailed", (b) => ({ stype: b?.stype, ctype: b?.ctype, status: b?.status })]],
 ]);
 
 function noticeDetail(body) {
@@ -641,6 +723,7 @@ function makeEvent(type, detail) {
  * | `loginRequired` | `{stype, ctype}`                      | a packet was dropped: not logged in |
  * | `shutdown`    | `{reason}`                              | the gateway is going away |
  * | `rateLimited` | `{dropped}`                             | the gateway dropped packets |
+ * | `requestFailed` | `{stype, ctype, status}`              | a request was answered REQUEST_FAILED (its promise rejects with RequestFailedError) |
  * | `heartbeat`   | `null`                                  | a HEARTBEAT echo arrived |
  * | `message`     | `{stype, ctype, utag, protoType, body}` | every decoded packet, before the others |
  * | `protocolError` | `{error}`                             | a malformed message was dropped |
@@ -742,8 +825,8 @@ export class NetbusClient extends EventTarget {
    * @param {number} ctype
    * @param {*} body
    * @param {{protoType?: number, timeoutMs?: number}} [options]
-   * @returns {Promise<*>} rejects with ServiceUnavailableError, RequestTimeoutError,
-   *   ConnectionClosedError or LocalProtocolError.
+   * @returns {Promise<*>} rejects with ServiceUnavailableError, RequestFailedError,
+   *   RequestTimeoutError, ConnectionClosedError or LocalProtocolError.
    */
   request(stype, ctype, body, { protoType = this.#options.protoType, timeoutMs = this.#options.timeoutMs } = {}) {
     let data;
@@ -899,6 +982,8 @@ export class NetbusClient extends EventTarget {
       else this.#failOldest(detail.stype, detail.ctype, new ServiceUnavailableError(detail.stype, detail.ctype));
     } else if (type === "loginRequired") {
       this.#failOldest(detail.stype, detail.ctype, new LoginRequiredError(detail.stype, detail.ctype));
+    } else if (type === "requestFailed") {
+      this.#failOldest(detail.stype, detail.ctype, new RequestFailedError(detail.stype, detail.ctype, detail.status));
     }
     this.#emit(type, detail);
   }

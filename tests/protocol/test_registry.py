@@ -1,7 +1,13 @@
-"""netbus.protocol.commands: numbers, status codes and the BUF layout table (§4)."""
+"""`CodecRegistry` and the layout table that services declare (docs/protocol.md §5-§7).
+
+`CODECS` here is built the way every client builds its registry: the control channel plus the
+layouts that `TalkroomService` and `AuthService` declare with ``@command`` and ``pushes``. The
+table below is transcribed from the contract by hand, so a declaration that drifts fails.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -10,26 +16,27 @@ from hypothesis import strategies as st
 
 from netbus.errors import LocalProtocolError, ProtocolError
 from netbus.protocol import (
-    CODECS,
     MAX_CMD_BUF,
     STR,
     U32,
     USER_DISCONNECT,
-    AuthCmd,
-    AuthStatus,
-    Cmd,
     CodecRegistry,
     Direction,
     FieldsCodec,
     FrameDecoder,
     GatewayCmd,
     ProtoType,
-    Stype,
-    TalkroomCmd,
-    TalkroomStatus,
+    RequestStatus,
     encode_frame,
     unpack_header,
 )
+from netbus.protocol.codec import ScalarCodec
+from netbus.protocol.control import CONTROL_CODECS
+from netbus.protocol.registry import describe_layout, layout
+from netbus.roles import Stype
+from netbus.roles.center.protocol import AuthCmd, AuthStatus
+from netbus.roles.talkroom.protocol import TalkroomCmd, TalkroomStatus
+from tests.helpers import CODECS
 
 from .strategies import FIELD_VALUES, JSON_VALUE, SETTINGS, ref_field, ref_header, same, split_at
 
@@ -57,6 +64,7 @@ LAYOUTS: dict[tuple[int, int, Direction], tuple[str, Any]] = {
     (0, 4, C): ("fields", (("dropped", "u16"),)),  # RATE_LIMITED
     (0, 5, C): ("fields", (("stype", "u16"), ("ctype", "u16"))),  # LOGIN_REQUIRED
     (0, 6, C): ("fields", (("stype", "u16"), ("ctype", "u16"))),  # SERVICE_AVAILABLE
+    (0, 10, C): ("fields", (("stype", "u16"), ("ctype", "u16"), ("status", "i16"))),  # FAILED
     (2, 2, C): ("fields", ()),  # RELOGIN: netbus accepts an empty BUF body too
 }
 
@@ -110,7 +118,7 @@ def test_numbers_match_protocol_md() -> None:
         "UserMsg",
     ]
     assert (AuthCmd.GUEST_LOGIN, AuthCmd.RELOGIN) == (1, 2)
-    assert USER_DISCONNECT == Cmd.USER_DISCONNECT == 10000
+    assert USER_DISCONNECT == 10000
     assert {s.name: int(s) for s in TalkroomStatus} == {
         "OK": 1,
         "INVALID_OPT": -100,
@@ -127,7 +135,7 @@ def test_numbers_match_protocol_md() -> None:
 
 
 def test_gateway_control_numbers() -> None:
-    """netbus-designed (docs/protocol.md): stype 0, ctypes 1..6."""
+    """netbus-designed (docs/protocol.md §7): stype 0, ctypes 1..10."""
     assert {c.name: int(c) for c in GatewayCmd} == {
         "HEARTBEAT": 1,
         "SERVICE_UNAVAILABLE": 2,
@@ -135,8 +143,18 @@ def test_gateway_control_numbers() -> None:
         "RATE_LIMITED": 4,
         "LOGIN_REQUIRED": 5,
         "SERVICE_AVAILABLE": 6,
+        "SERVICE_BUSY": 7,
+        "RESUME": 8,
+        "RESUME_LOST": 9,
+        "REQUEST_FAILED": 10,
     }
-    assert Cmd.Gateway is GatewayCmd and Cmd.TalkRoom is TalkroomCmd and Cmd.Auth is AuthCmd
+    assert {s.name: int(s) for s in RequestStatus} == {
+        "UNKNOWN_COMMAND": -1,
+        "BAD_REQUEST": -2,
+        "SERVER_ERROR": -3,
+        "SERVICE_BUSY": -4,
+        "NOT_ALLOWED": -5,
+    }
 
 
 # ------------------------------------------------------------------------------ layout table
@@ -144,7 +162,7 @@ def test_gateway_control_numbers() -> None:
 
 def test_layout_table_is_exactly_the_contract() -> None:
     """No layout missing, none extra (§3.3: a command without a layout is JSON-only)."""
-    ctypes = [*range(0, 9), USER_DISCONNECT, 0xFFFF]
+    ctypes = [*range(0, 12), USER_DISCONNECT, 0xFFFF]
     for stype in range(0, 4):
         for ctype in ctypes:
             for direction in Direction:
@@ -300,16 +318,120 @@ def test_encode_header_out_of_range(stype: int, ctype: int, utag: int) -> None:
         CODECS.encode(stype, ctype, None, utag=utag, direction=S)
 
 
-def test_register_on_a_copy() -> None:
-    registry = CODECS.copy()
-    registry.register(9, 1, to_server=FieldsCodec(("id", U32), ("name", STR)))
+def test_registries_combine_without_changing() -> None:
+    extra = CodecRegistry.of([(9, 1, [("id", U32), ("name", STR)], None)])
+    registry = CODECS | extra
     value = {"id": 7, "name": "遊客"}
     data = registry.encode(9, 1, value, proto_type=BUF, direction=S)
     assert registry.decode_body(data, 9, 1, BUF, S) == value
     assert registry.buf_codec(9, 1, C) is None
-    assert CODECS.buf_codec(9, 1, S) is None  # the shared table is untouched
+    assert CODECS.buf_codec(9, 1, S) is None  # both operands are untouched
+    assert len(registry) == len(CODECS) + 1
     assert registry.buf_codec(1, 1, S) is CODECS.buf_codec(1, 1, S)
-    assert isinstance(CodecRegistry(), CodecRegistry) and CodecRegistry().buf_codec(1, 1, S) is None
+    assert CodecRegistry().buf_codec(1, 1, S) is None and len(CodecRegistry()) == 0
+    assert not hasattr(registry, "register")  # no mutation API at all
+    assert registry.only([9]) == extra and len(registry.only([0])) == len(CONTROL_CODECS)
+
+
+def test_conflicting_declarations_are_refused() -> None:
+    one = CodecRegistry.of([(9, 1, [("id", U32)], None)])
+    same_again = CodecRegistry.of([(9, 1, FieldsCodec(("id", U32)), None)])
+    assert one | same_again == one  # an equal layout declared twice is fine
+    with pytest.raises(ValueError, match=r"\(9, 1\) TO_SERVER is declared twice"):
+        _ = one | CodecRegistry.of([(9, 1, [("id", U32), ("x", STR)], None)])
+    with pytest.raises(ValueError, match="declared twice"):
+        CodecRegistry.of([(9, 1, "u16", None), (9, 1, "i16", None)])
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("i16", ScalarCodec("i16")),
+        ([], FieldsCodec()),
+        ([("a", "u32"), ("b", "str")], FieldsCodec(("a", "u32"), ("b", "str"))),
+        (None, None),
+    ],
+)
+def test_layout_shorthand(spec: Any, expected: Any) -> None:
+    got = layout(spec)
+    if expected is None:
+        assert got is None
+    else:
+        assert describe_layout(got) == describe_layout(expected)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("spec", ["f64", [("a",)], [("a", "u8")], [(1, "u16")], 5])
+def test_layout_shorthand_refuses(spec: Any) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        layout(spec)
+
+
+def test_declaration_round_trip_is_json() -> None:
+    doc = CODECS.declaration()
+    assert doc["format"] == "netbus-codecs/1"
+    text = json.dumps(doc)
+    again = CodecRegistry.from_declaration(json.loads(text))
+    assert again == CODECS
+    for key in CODECS:
+        a, b = CODECS.buf_codec(*key), again.buf_codec(*key)
+        assert a is not None and b is not None
+        assert describe_layout(a) == describe_layout(b)
+    enter = next(row for row in doc["layouts"] if (row["stype"], row["ctype"]) == (1, 1))
+    assert enter == {
+        "stype": 1,
+        "ctype": 1,
+        "to_server": {"fields": [["uname", "str"], ["usex", "i16"]]},
+        "to_client": {"scalar": "i16"},
+    }
+    send_msg = next(row for row in doc["layouts"] if (row["stype"], row["ctype"]) == (1, 5))
+    assert send_msg["to_client"] == {
+        "status": "0",
+        "ok": 1,
+        "fields": [["1", "str"], ["2", "i16"], ["3", "str"]],
+    }
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        None,
+        {"format": "other", "layouts": []},
+        {"format": "netbus-codecs/1"},
+        {"format": "netbus-codecs/1", "layouts": [{"stype": 1}]},
+        {"format": "netbus-codecs/1", "layouts": [{"stype": 1, "ctype": 70000}]},
+        {"format": "netbus-codecs/1", "layouts": [{"stype": 1, "ctype": 1, "to_server": {}}]},
+        {
+            "format": "netbus-codecs/1",
+            "layouts": [{"stype": 1, "ctype": 1, "to_server": {"scalar": "f"}}],
+        },
+        {
+            "format": "netbus-codecs/1",
+            "layouts": [{"stype": 1, "ctype": 1, "to_server": {"fields": [["a"]]}}],
+        },
+        {
+            "format": "netbus-codecs/1",
+            "layouts": [{"stype": 1, "ctype": 1, "to_server": {"status": "0", "fields": []}}],
+        },
+        {"format": "netbus-codecs/1", "layouts": ["x"]},
+    ],
+)
+def test_bad_declarations_are_refused(doc: Any) -> None:
+    with pytest.raises(ValueError):
+        CodecRegistry.from_declaration(doc)
+
+
+def test_custom_codec_without_description_cannot_be_declared() -> None:
+    class Opaque:
+        def encode(self, value: Any) -> bytes:
+            return b""
+
+        def decode(self, reader: Any) -> Any:
+            return None
+
+    registry = CodecRegistry.of([(9, 1, Opaque(), None)])  # usable in Python ...
+    assert registry.encode(9, 1, None, proto_type=BUF, direction=S)[10:] == b""
+    with pytest.raises(LocalProtocolError, match="no JSON description"):
+        registry.declaration()  # ... but clients elsewhere could not know it
 
 
 # ---------------------------------------------------------------- end to end, no sockets
