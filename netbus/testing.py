@@ -38,9 +38,12 @@ from netbus.config import ListenerConfig, ServiceRoute, Settings
 from netbus.gateway import Gateway, build_gateway
 from netbus.metrics import Metrics
 from netbus.protocol.header import ProtoType
+from netbus.protocol.registry import CodecRegistry
 from netbus.registry.base import Registry
 from netbus.registry.local import LocalHub, LocalRegistry
+from netbus.roles.center.auth import AuthService
 from netbus.service.base import Service
+from netbus.service.codecs import client_codecs
 from netbus.service.server import ServiceServer
 from netbus.transport.upstream import Upstream
 
@@ -303,10 +306,21 @@ class TestCluster:
         gateway: int = 0,
         proto_type: ProtoType = ProtoType.JSON,
     ) -> Client:
-        """A new client connected to gateway ``gateway`` (closed with the cluster)."""
-        client = await Client.connect(self.url(kind, gateway=gateway), proto_type=proto_type)
+        """A new client connected to gateway ``gateway`` (closed with the cluster).
+
+        It knows the layouts of every service of the cluster (and of auth), so BUF works.
+        """
+        client = await Client.connect(
+            self.url(kind, gateway=gateway), proto_type=proto_type, codecs=self.codecs
+        )
         self._clients.append(client)
         return client
+
+    @property
+    def codecs(self) -> CodecRegistry:
+        """The control channel plus the layouts of auth and of every service of the cluster."""
+        classes = {type(service): service for service in self._services}
+        return client_codecs(AuthService, *classes.values())
 
     async def guest(
         self,

@@ -10,13 +10,13 @@ from __future__ import annotations
 from enum import IntEnum
 
 from netbus.protocol.codec import I16, STR, U16, FieldsCodec
+from netbus.protocol.header import PRELOGIN_BIT
 from netbus.protocol.registry import CodecRegistry, Direction
 
 __all__ = [
     "CONTROL_CODECS",
     "CONTROL_STYPE",
     "GATEWAY_ONLY_CTYPES",
-    "PRELOGIN_BIT",
     "USER_DISCONNECT",
     "GatewayCmd",
     "RequestStatus",
@@ -27,8 +27,6 @@ CONTROL_STYPE = 0  #: the gateway's own channel; never forwarded to a service
 USER_DISCONNECT = 10000  #: gateway -> every service, utag = uid of the user who left (§6.3)
 #: ctypes only the gateway may send to a service; a client packet carrying one is dropped
 GATEWAY_ONLY_CTYPES = range(10000, 11000)
-#: utags with this bit are pre-login connection keys, never uids (docs/protocol.md §8)
-PRELOGIN_BIT = 0x8000_0000
 
 
 def is_prelogin(utag: int) -> bool:

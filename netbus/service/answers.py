@@ -19,11 +19,10 @@ from netbus.protocol.codec import BodyCodec, encode_json_body
 from netbus.protocol.control import (
     CONTROL_CODECS,
     CONTROL_STYPE,
-    PRELOGIN_BIT,
     GatewayCmd,
     RequestStatus,
 )
-from netbus.protocol.header import HEADER, MAX_CMD_BUF, ProtoType
+from netbus.protocol.header import HEADER, MAX_CMD_BUF, PRELOGIN_BIT, ProtoType
 from netbus.protocol.registry import Direction
 from netbus.service.commands import NO_ERROR_REPLY, CommandSpec
 from netbus.service.user import Route, User

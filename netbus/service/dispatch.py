@@ -29,8 +29,8 @@ from typing import Any
 from netbus.errors import LocalProtocolError, ProtocolError, RequestRefused
 from netbus.metrics import Metrics
 from netbus.protocol.codec import Reader, decode_json_body
-from netbus.protocol.control import CONTROL_CODECS, PRELOGIN_BIT, USER_DISCONNECT, RequestStatus
-from netbus.protocol.header import HEADER, HEADER_SIZE, ProtoType
+from netbus.protocol.control import CONTROL_CODECS, USER_DISCONNECT, RequestStatus
+from netbus.protocol.header import HEADER, HEADER_SIZE, PRELOGIN_BIT, ProtoType
 from netbus.protocol.registry import CodecRegistry
 from netbus.service.answers import (
     AnswerQueues,
@@ -440,7 +440,10 @@ class Dispatcher:
                 await result
 
     async def stop(self) -> None:
-        """Run every service's ``on_stop`` (in reverse order); errors are logged, not raised."""
+        """Run every service's ``on_stop`` (in reverse order); errors are logged, not raised.
+
+        Each service is then free to be registered with another server (a restart).
+        """
         for bound in reversed(list(self._bound.values())):
             try:
                 result = bound.service.on_stop()
@@ -448,6 +451,8 @@ class Dispatcher:
                     await result
             except Exception:
                 log.exception("%s.on_stop failed", bound.service.name)
+            if bound.service._outbox is bound.outbox:
+                bound.service._outbox = None
         self.errors.flush()
 
     async def drain(self, timeout: float | None = None) -> None:

@@ -14,11 +14,14 @@ import pytest
 
 from netbus.client import Client
 from netbus.errors import LoginRequired, ServiceUnavailable
-from netbus.protocol.commands import CODECS, AuthCmd, Direction, GatewayCmd, Stype, TalkroomCmd
+from netbus.protocol import Direction, GatewayCmd
 from netbus.protocol.header import HEADER, ProtoType
+from netbus.roles import Stype
+from netbus.roles.center.protocol import AuthCmd
 from netbus.roles.talkroom import TalkroomService
+from netbus.roles.talkroom.protocol import TalkroomCmd
 from netbus.testing import TestCluster
-from tests.helpers import cmd_buf, frame, json_body
+from tests.helpers import CODECS, cmd_buf, frame, json_body
 from tests.registry.redis_server import wait_until
 
 T = Stype.TalkRoom

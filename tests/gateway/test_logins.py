@@ -20,8 +20,9 @@ import redis.asyncio as aioredis
 from netbus.errors import LoginRequired, RegistryUnavailable
 from netbus.gateway import Gateway
 from netbus.gateway.logins import ClaimedLogins, LocalLogins
-from netbus.protocol.commands import AuthCmd, Stype
 from netbus.registry import KickHandler, Owner, RedisRegistry, Registry
+from netbus.roles import Stype
+from netbus.roles.center.protocol import AuthCmd
 from netbus.roles.talkroom import TalkroomService
 from netbus.testing import FakeClock, TestCluster
 from tests.registry.redis_server import wait_until
