@@ -130,8 +130,10 @@ class _Handshake:
                 self.leftover = bytes(rest)
             elif state is AuthState.WAITING:
                 self._buf = rest
-        if self.state is AuthState.WAITING and self._buf and not MAGIC.startswith(
-            bytes(self._buf[: len(MAGIC)])
+        if (
+            self.state is AuthState.WAITING
+            and self._buf
+            and not MAGIC.startswith(bytes(self._buf[: len(MAGIC)]))
         ):
             self._fail("not a netbus link handshake")  # fail fast on a stray client
         return self.state

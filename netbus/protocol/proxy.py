@@ -201,9 +201,7 @@ def encode_v1(source: tuple[str, int], destination: tuple[str, int]) -> bytes:
     """A v1 header for ``source`` -> ``destination`` (tests, tools)."""
     family = ipaddress.ip_address(source[0]).version
     proto = "TCP4" if family == 4 else "TCP6"
-    return (
-        f"PROXY {proto} {source[0]} {destination[0]} {source[1]} {destination[1]}\r\n".encode()
-    )
+    return f"PROXY {proto} {source[0]} {destination[0]} {source[1]} {destination[1]}\r\n".encode()
 
 
 def encode_v2(
@@ -220,11 +218,7 @@ def encode_v2(
     dport = destination[1] if destination else 0
     family = _AF_INET if src.version == 4 else _AF_INET6
     payload = (
-        src.packed
-        + dst.packed
-        + source[1].to_bytes(2, "big")
-        + dport.to_bytes(2, "big")
-        + tlvs
+        src.packed + dst.packed + source[1].to_bytes(2, "big") + dport.to_bytes(2, "big") + tlvs
     )
     return (
         V2_SIGNATURE

@@ -32,14 +32,24 @@ class ServiceServer:
         client_listeners: Sequence[ListenerSpec] = (),
         metrics: Metrics | None = None,
         name: str = "service",
+        cluster_secret: bytes | None = None,
     ) -> None:
+        """Args:
+        cluster_secret: gateways must prove it at link open (docs/security.md); None:
+            the gateway listener is unauthenticated (in-process tests only).
+        """
         self.name = name
         self.metrics = metrics or Metrics(name)
         self.manager = ServiceManager(services, metrics=self.metrics)
         self.gateway_host = ServiceHost(self.manager, direct_players=False)
         self.client_host = ServiceHost(self.manager, direct_players=True)
         self._gateway_spec = ListenerSpec(
-            kind="tcp", host=host, port=port, max_buffered_out=64 * 1024 * 1024, batch_writes=True
+            kind="tcp",
+            host=host,
+            port=port,
+            max_buffered_out=64 * 1024 * 1024,
+            batch_writes=True,
+            auth_secret=cluster_secret,
         )
         self._client_specs = list(client_listeners)
         self._servers: list[Listener] = []

@@ -19,6 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from netbus.client import Client
+from netbus.cluster import cluster_secret
 from netbus.config import GatewayConfig, ServiceRoute, load_settings
 from netbus.errors import LoginRequired, RegistryUnavailable
 from netbus.protocol.commands import AuthCmd, Stype
@@ -92,7 +93,11 @@ class World:
             services={"auth": ServiceRoute(stype=2, addresses=[f"127.0.0.1:{self.center.port}"])},
         )
         gateway = Gateway(
-            cfg, [ListenerSpec(kind="tcp", port=0)], registry=registry, claim_timeout=claim_timeout
+            cfg,
+            [ListenerSpec(kind="tcp", port=0)],
+            registry=registry,
+            claim_timeout=claim_timeout,
+            cluster_secret=cluster_secret(load_settings()),  # the center's (tests/conftest.py)
         )
         await self.stack.enter_async_context(gateway)
         await asyncio.wait_for(gateway.wait_services_up(), 5)

@@ -76,6 +76,7 @@ class Gateway:
         metrics: Metrics | None = None,
         registry: Registry | None = None,
         claim_timeout: float = 1.5,
+        cluster_secret: bytes | None = None,
     ) -> None:
         self.cfg = cfg
         self.id = cfg.id
@@ -108,6 +109,7 @@ class Gateway:
                         self.service_links,
                         name=f"{name}@{address}",
                         heartbeat=cfg.heartbeat_interval,
+                        secret=cluster_secret,
                     )
                 )
             self.metrics.add_stype(route_cfg.stype)
@@ -274,8 +276,7 @@ class Gateway:
             and not self.login_rate.allow(link)
         ):
             metrics.logins.labels("rate_limited").inc()
-            body = {"dropped": 1}
-            session.send_cmd(Stype.Gateway, GatewayCmd.RATE_LIMITED, body, proto_type=proto_type)
+            self.login_rate.refuse(link, proto_type)
             return
         route = self.routes.get(stype)
         utag = uid or session.data["key"]
@@ -380,10 +381,17 @@ class Gateway:
 
 
 def build_gateway(settings: Settings, **kwargs: Any) -> Gateway:
-    from netbus.roles.talkroom.app import listener_spec
+    from netbus.cluster import cluster_secret
+    from netbus.transport.budget import InputBudget
+    from netbus.transport.specs import listener_spec
 
     cfg = settings.gateway
-    specs = [listener_spec(c, settings, cfg.limits.max_buffered_out) for c in cfg.listeners]
+    budget = InputBudget(cfg.limits.max_partial_input)  # one for all of its listeners
+    specs = [
+        listener_spec(c, settings, cfg.limits.max_buffered_out, input_budget=budget)
+        for c in cfg.listeners
+    ]
+    kwargs.setdefault("cluster_secret", cluster_secret(settings))
     redis_cfg = settings.redis
     if redis_cfg.url and "registry" not in kwargs:
         from netbus.registry.redis import RedisRegistry
