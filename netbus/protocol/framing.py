@@ -70,6 +70,11 @@ class FrameDecoder:
             return 2 + len(self._body)
         return 1 if self._low >= 0 else 0
 
+    def clear(self) -> None:
+        """Drop the unfinished frame (its connection is closing): its memory is freed now,
+        not when the connection object is collected."""
+        self._low, self._size, self._body, self._filled = -1, 0, None, 0
+
     def _check(self, size: int) -> None:
         if size < MIN_FRAME or size > self._max_frame:
             raise ProtocolError(

@@ -223,13 +223,19 @@ class Link:
             budget.update(self, held, progressed=progressed)
 
     def _release(self) -> None:
-        """Give back what a closing link holds: its input budget share, its timers."""
+        """Give back what a closing link holds: unfinished input (freed at once: a flood of
+        cut connections must not wait for their objects to be collected), its budget share,
+        its timers."""
+        self._drop_input()
         if self.budget is not None:
             self.budget.release(self)
         self.partial_in = 0
         self._cancel_deadline()
         if self.drops is not None:
             self.drops.cancel()
+
+    def _drop_input(self) -> None:
+        """Free the buffers of unfinished input (subclasses)."""
 
     # ----------------------------------------------------------------------- preamble
     def _begin(self, steps: list[Step], *, open_now: bool = True) -> None:

@@ -61,6 +61,10 @@ class TcpLink(Link, asyncio.BufferedProtocol):
             steps.append(AuthStep(self._handshake()))
         self._begin(steps)
 
+    def _drop_input(self) -> None:
+        self._decoder.clear()
+        self._steps = None
+
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._scratch
 

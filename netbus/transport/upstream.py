@@ -190,7 +190,7 @@ class Upstream:
                 return
             except TimeoutError:
                 pass
-            if link.raw_in != seen:
+            if link.raw_in != seen or not link.opened:  # (the handshake has its deadline)
                 seen, silent = link.raw_in, 0
             else:
                 silent += 1

@@ -141,6 +141,11 @@ class WsLink(Link, asyncio.BufferedProtocol):
         if not self.closed:
             self._arm(HANDSHAKE_TIMEOUT, CloseReason.HANDSHAKE_TIMEOUT)
 
+    def _drop_input(self) -> None:
+        del self._ws.reader.buffer[:]
+        self._fragments, self._frag_bytes = None, 0
+        self._steps = None
+
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._scratch
 
