@@ -1,7 +1,7 @@
 """Service-link authentication: a mutual HMAC-SHA256 challenge-response on the cluster secret.
 
 A gateway<->service link proves, before any frame is read on either side, that both ends
-hold the cluster secret (docs/protocol.md §11). The service (the listener) speaks first:
+hold the cluster secret (docs/protocol.md §2.3). The service (the listener) speaks first:
 
 .. code-block:: text
 

@@ -2,7 +2,8 @@
 
 A load balancer or TLS terminator that speaks the PROXY protocol (HAProxy's specification,
 ``proxy-protocol.txt``) writes one header before the client's bytes, naming the client's
-address. A listener accepts it only from configured trusted proxies (docs/security.md);
+address. A listener accepts it only from configured trusted proxies (docs/protocol.md §2.4,
+docs/security.md);
 `ProxyHeaderParser` reads it, sans-I/O and bounded: a v1 header is at most 107 bytes, a v2
 header at most ``16 + MAX_V2_PAYLOAD`` bytes, and anything that cannot be the start of a
 header fails at once with `ProtocolError` (kind ``"proxy_header"``).
