@@ -33,7 +33,6 @@ import aiohttp
 from netbus.protocol.commands import CODECS, Direction, GatewayCmd, Stype
 from netbus.protocol.framing import encode_frame
 from netbus.protocol.header import HEADER, ProtoType, unpack_header
-from netbus.protocol.linkauth import PROOF_SIZE, AuthState, ServiceHandshake
 from tests.e2e.cluster import START_TIMEOUT, Cluster, live_pids_with_arg
 from tests.e2e.helpers import leaked_secrets
 
@@ -437,6 +436,8 @@ class StalledService:
         self.received.append(received)
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             if self.secret is not None:
+                from netbus.protocol.linkauth import PROOF_SIZE, AuthState, ServiceHandshake
+
                 handshake = ServiceHandshake(self.secret)
                 writer.write(handshake.data_to_send())
                 if handshake.receive_data(await reader.readexactly(PROOF_SIZE)) is AuthState.DONE:
