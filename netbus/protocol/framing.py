@@ -43,7 +43,7 @@ class FrameDecoder:
         max_cmd_buf: the largest cmd_buf this listener accepts (at most 65533).
     """
 
-    __slots__ = ("_body", "_filled", "_low", "_max_frame", "_size")
+    __slots__ = ("_body", "_filled", "_low", "_max_frame", "_size", "held")
 
     FIRST_CHUNK = 16 * 1024
 
@@ -55,6 +55,9 @@ class FrameDecoder:
         self._size = 0  #: the unfinished cmd_buf's length (0: none)
         self._body: bytearray | None = None  #: its bytes so far (allocated ahead)
         self._filled = 0
+        #: bytes of memory held for the incomplete frame (what input budgets count); a plain
+        #: attribute, read after every read on the hot path
+        self.held = 0
 
     @property
     def buffered(self) -> int:
@@ -63,17 +66,10 @@ class FrameDecoder:
             return 2 + self._filled
         return 1 if self._low >= 0 else 0
 
-    @property
-    def held(self) -> int:
-        """Bytes of memory held for the incomplete frame (what input budgets count)."""
-        if self._body is not None:
-            return 2 + len(self._body)
-        return 1 if self._low >= 0 else 0
-
     def clear(self) -> None:
         """Drop the unfinished frame (its connection is closing): its memory is freed now,
         not when the connection object is collected."""
-        self._low, self._size, self._body, self._filled = -1, 0, None, 0
+        self._low, self._size, self._body, self._filled, self.held = -1, 0, None, 0, 0
 
     def _check(self, size: int) -> None:
         if size < MIN_FRAME or size > self._max_frame:
@@ -112,6 +108,7 @@ class FrameDecoder:
             pos += size
         if pos < end:
             self._low = data[pos]
+            self.held = 1
         return out
 
     def _start(self, size: int, first: bytes | bytearray | memoryview) -> None:
@@ -119,6 +116,7 @@ class FrameDecoder:
         body = bytearray(min(size, max(self.FIRST_CHUNK, len(first))))
         body[: len(first)] = first
         self._size, self._body, self._filled = size, body, len(first)
+        self.held = 2 + len(body)
 
     def _resume(self, data: bytes | bytearray | memoryview, out: list[bytearray]) -> int:
         """Continue the unfinished frame; where in ``data`` the next frame starts, or -1."""
@@ -140,6 +138,7 @@ class FrameDecoder:
             whole = bytearray(size)
             whole[:filled] = memoryview(body)[:filled]
             body = self._body = whole
+            self.held = 2 + size
         body[filled : filled + take] = data[pos : pos + take]
         filled += take
         pos += take
@@ -147,5 +146,5 @@ class FrameDecoder:
             self._filled = filled
             return -1
         out.append(body)
-        self._body, self._size, self._filled = None, 0, 0
+        self._body, self._size, self._filled, self.held = None, 0, 0, 0
         return pos

@@ -8,8 +8,11 @@ on.
 Control frames have a budget of their own: websockets answers every ping with a pong, so
 without one a client could make the server write (and parse) without limit while sending no
 packet the packet rate limit sees. Pings and pongs over ``CONTROL_RATE``/``CONTROL_BURST``
-are dropped unanswered; after ``CONTROL_MAX_DROPPED`` such drops the connection is closed
-with 4013 (`CloseReason.CONTROL_FLOOD`) and the rest of its input is discarded unparsed.
+are dropped unanswered (their pongs never leave); after ``CONTROL_MAX_DROPPED`` such drops
+the connection is closed with 4013 (`CloseReason.CONTROL_FLOOD`). Reads are handed to
+websockets ``FEED_CHUNK`` bytes at a time and a link closed meanwhile reads no further, so a
+flood of tiny frames (control or data) costs one chunk's parsing, not a whole read's. Binary
+frames pay nothing for this: the budget is checked where control frames are handled.
 
 The upgrade request is where browsers' ``Origin`` is checked (HTTP 403 when the listener's
 `OriginPolicy` refuses it) and where a trusted proxy's ``X-Forwarded-For`` names the client.
@@ -37,9 +40,17 @@ from netbus.transport.preamble import ProxyStep, SniffStep, Step
 from netbus.transport.reasons import CloseReason
 from netbus.transport.trust import OriginPolicy, ProxyTrust, forwarded_client
 
-__all__ = ["CONTROL_BURST", "CONTROL_MAX_DROPPED", "CONTROL_RATE", "HANDSHAKE_TIMEOUT", "WsLink"]
+__all__ = [
+    "CONTROL_BURST",
+    "CONTROL_MAX_DROPPED",
+    "CONTROL_RATE",
+    "FEED_CHUNK",
+    "HANDSHAKE_TIMEOUT",
+    "WsLink",
+]
 
 HANDSHAKE_TIMEOUT = 10.0  #: seconds a peer has to complete the HTTP upgrade
+FEED_CHUNK = 16 * 1024  #: bytes parsed before the link checks whether it was closed
 CONTROL_RATE = 5.0  #: pings + pongs per second a client may send (token bucket)
 CONTROL_BURST = 20.0  #: ... at once
 CONTROL_MAX_DROPPED = 100  #: control frames over the budget before the connection is closed
@@ -48,46 +59,23 @@ _ws_logger = logging.getLogger("netbus.transport.ws")
 _ws_logger.setLevel(logging.WARNING)  # websockets logs every open/close at INFO
 
 
-class _ServerProtocol(ServerProtocol):
-    """websockets' server side with a token bucket in front of its automatic pongs."""
-
-    def __init__(
-        self,
-        *,
-        max_size: int,
-        rate: float,
-        burst: float,
-        max_dropped: int,
-        clock: Callable[[], float],
-    ) -> None:
-        super().__init__(max_size=max_size, logger=_ws_logger)
-        self._rate, self._burst, self._max_dropped = rate, burst, max_dropped
-        self._clock = clock
-        self._bucket: TokenBucket | None = None  # made at the first control frame
-        self.control_dropped = 0
-        self.flooded = False
-
-    def recv_frame(self, frame: Frame) -> None:
-        opcode = frame.opcode
-        if opcode is Opcode.PING or opcode is Opcode.PONG:
-            now = self._clock()
-            bucket = self._bucket
-            if bucket is None:
-                bucket = self._bucket = TokenBucket(self._rate, self._burst, now)
-            if not bucket.take(now):
-                self.control_dropped += 1  # no pong, no event: it costs its parse only
-                if self.control_dropped >= self._max_dropped and not self.flooded:
-                    self.flooded = True
-                    # Sends the close frame and discards the rest of the input unparsed.
-                    reason = CloseReason.CONTROL_FLOOD
-                    self.fail(reason.ws_code, reason.text)
-                return
-        super().recv_frame(frame)
-
-
 class WsLink(Link, asyncio.BufferedProtocol):
     kind = "ws"
-    __slots__ = ("_defer", "_frag_bytes", "_fragments", "_origins", "_proxy", "_scratch", "_ws")
+    __slots__ = (
+        "_clock",
+        "_control",
+        "_control_limits",
+        "_defer",
+        "_frag_bytes",
+        "_fragments",
+        "_hold_mark",
+        "_origins",
+        "_proxy",
+        "_scratch",
+        "_unanswered",
+        "_ws",
+        "control_dropped",
+    )
 
     def __init__(
         self,
@@ -111,13 +99,13 @@ class WsLink(Link, asyncio.BufferedProtocol):
         super().__init__(
             handler, max_cmd_buf=max_cmd_buf, max_buffered_out=max_buffered_out, budget=budget
         )
-        self._ws = _ServerProtocol(
-            max_size=max_cmd_buf,
-            rate=control_rate,
-            burst=control_burst,
-            max_dropped=control_max_dropped,
-            clock=clock,
-        )
+        self._ws = ServerProtocol(max_size=max_cmd_buf, logger=_ws_logger)
+        self._clock = clock
+        self._control: TokenBucket | None = None  #: made at the first control frame
+        self._control_limits = (control_rate, control_burst, control_max_dropped)
+        self.control_dropped = 0  #: pings/pongs dropped over the control budget
+        self._unanswered = 0  #: pongs queued by websockets that must not be sent
+        self._hold_mark = 0  #: packets_in when unfinished input was last counted
         self._fragments: list[bytes | bytearray | memoryview] | None = None
         self._frag_bytes = 0
         self._scratch = scratch_buffer()
@@ -160,12 +148,21 @@ class WsLink(Link, asyncio.BufferedProtocol):
                 return
             data = rest
         ws = self._ws
-        before = self.stats.packets_in
-        ws.receive_data(bytes(data))
-        self._process()
-        held = len(ws.reader.buffer) + self._frag_bytes
-        if (held or self.partial_in) and not self.closed:
-            self._hold(held, self.stats.packets_in != before)
+        if nbytes <= FEED_CHUNK:
+            ws.receive_data(bytes(data))
+            self._process()
+        else:
+            for at in range(0, len(data), FEED_CHUNK):
+                ws.receive_data(bytes(data[at : at + FEED_CHUNK]))
+                self._process()
+                if self.closed:
+                    return
+        buffer = ws.reader.buffer
+        if (buffer or self._frag_bytes or self.partial_in) and not self.closed:
+            # Rare (a frame split across reads): only then is progress worked out.
+            packets = self.stats.packets_in
+            self._hold(len(buffer) + self._frag_bytes, packets != self._hold_mark)
+            self._hold_mark = packets
 
     def eof_received(self) -> bool:
         self._ws.receive_eof()
@@ -184,9 +181,7 @@ class WsLink(Link, asyncio.BufferedProtocol):
         self._flush()
         if self.closed:
             return
-        if ws.flooded:
-            self.close(CloseReason.CONTROL_FLOOD, "ws_control")
-        elif ws.parser_exc is not None:
+        if ws.parser_exc is not None:
             kind = "ws_too_big" if isinstance(ws.parser_exc, PayloadTooBig) else "ws_protocol"
             self._violation(ProtocolError(kind, str(ws.parser_exc)))
         elif ws.handshake_exc is not None:
@@ -237,6 +232,25 @@ class WsLink(Link, asyncio.BufferedProtocol):
             self._violation(ProtocolError("ws_text", "text message"))
         elif opcode is Opcode.CLOSE:
             self._flush()
+        elif opcode is Opcode.PING or opcode is Opcode.PONG:
+            self._control_frame(opcode is Opcode.PING)
+
+    def _control_frame(self, ping: bool) -> None:
+        """A ping or pong arrived (websockets has already queued the pong for a ping)."""
+        now = self._clock()
+        rate, burst, max_dropped = self._control_limits
+        bucket = self._control
+        if bucket is None:
+            bucket = self._control = TokenBucket(rate, burst, now)
+        if bucket.take(now):
+            return
+        self.control_dropped += 1
+        if ping:
+            self._unanswered += 1  # its pong is removed at the next flush
+        if self.control_dropped >= max_dropped:
+            self._ws.data_to_send()  # the queued pongs never leave
+            self._unanswered = 0
+            self.close(CloseReason.CONTROL_FLOOD, "ws_control")
 
     def _message(self, data: bytes | bytearray | memoryview) -> None:
         if len(data) < HEADER_SIZE:
@@ -250,12 +264,29 @@ class WsLink(Link, asyncio.BufferedProtocol):
         transport = self.transport
         if transport is None:
             return
-        for data in self._ws.data_to_send():
+        chunks = self._ws.data_to_send()
+        if self._unanswered:
+            chunks = self._without_pongs(chunks)
+        for data in chunks:
             if data:
                 transport.write(data)
             elif not transport.is_closing():
                 transport.close()  # websockets' SEND_EOF: the closing handshake is done
-        self._over_cap(transport)
+        if self.paused:
+            self._over_cap(transport)
+
+    def _without_pongs(self, chunks: list[bytes]) -> list[bytes]:
+        """``chunks`` without the last ``_unanswered`` pongs: the pings over the budget were
+        the last ones parsed (the bucket empties in order)."""
+        kept: list[bytes] = []
+        for data in reversed(chunks):
+            if self._unanswered and data[:1] == b"\x8a":  # FIN + PONG: one whole pong frame
+                self._unanswered -= 1
+                continue
+            kept.append(data)
+        self._unanswered = 0
+        kept.reverse()
+        return kept
 
     def _write_cmd(
         self, transport: asyncio.Transport, cmd_buf: bytes | bytearray | memoryview
