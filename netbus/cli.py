@@ -13,6 +13,7 @@ import click
 import orjson
 
 from netbus.cli_plugins import plugin_commands
+from netbus.cluster import cluster_secret
 from netbus.config import ListenerConfig, Settings, load_settings
 from netbus.errors import ConfigError
 from netbus.log import setup_logging
@@ -240,6 +241,10 @@ def up(config: str | None, loop: LoopName, gateways: int) -> None:
         )
     if redis_url:
         _check_redis(redis_url)
+    try:  # before the roles start, so they all find the same one (docs/security.md)
+        cluster_secret(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     layout = gateway_layout(settings, gateways)
     roles = []
     for name in _cluster_roles():

@@ -27,6 +27,7 @@ from netbus.protocol.header import HEADER_SIZE, MAX_CMD_BUF
 __all__ = [
     "AccountsConfig",
     "CenterConfig",
+    "ClusterConfig",
     "GatewayConfig",
     "LimitsConfig",
     "ListenerConfig",
@@ -70,6 +71,36 @@ class ListenerConfig(_Model):
     rate: float = Field(200.0, ge=0)  #: packets/s per connection (token bucket); 0 = off
     burst: float = Field(400.0, ge=1)  #: bucket size
     max_dropped: int = Field(2000, ge=1)  #: rate-limited packets before disconnecting
+    #: seconds one frame may stay unfinished (a peer trickling a frame is cut); 0 = off
+    frame_timeout: float = Field(15.0, ge=0)
+    #: proxies (IPs or networks) whose word on the client's address is believed: their
+    #: PROXY header (with ``proxy_protocol``) or, on WS, their X-Forwarded-For
+    trusted_proxies: list[str] = Field(default_factory=list)
+    #: connections from ``trusted_proxies`` start with a PROXY v1/v2 header (required);
+    #: a header from anyone else is a protocol error
+    proxy_protocol: bool = False
+    #: WS: page origins browsers may connect from (``"*"``: any); unset = the web role's
+    #: own origin(s), derived from ``[web]``; requests without Origin always pass
+    allowed_origins: list[str] | None = None
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for entry in value:
+            ipaddress.ip_network(entry.strip(), strict=False)  # ValueError names the entry
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str] | None) -> list[str] | None:
+        from netbus.transport.trust import normalize_origin
+
+        for entry in value or ():
+            if entry != "*":
+                normalize_origin(entry)
+        return value
 
 
 class TlsConfig(_Model):
@@ -81,9 +112,16 @@ class LimitsConfig(_Model):
     max_buffered_out: int = Field(1024 * 1024, ge=16 * 1024)  #: bytes queued to one client
     login_rate: float = Field(5.0, ge=0)  #: GUEST_LOGIN per second per client IP; 0 = off
     login_burst: float = Field(20.0, ge=1)  #: login attempts one IP may make at once
-    #: loopback peers skip the login limit: behind a proxy on the same host every client
-    #: shares 127.0.0.1, and local tools (tests, `netbus bench`) log in by the thousand
-    login_exempt_loopback: bool = True
+    #: loopback peers skip the login limit (local load tools); off by default: behind a
+    #: proxy on the same host every client would be exempt (use ``trusted_proxies``)
+    login_exempt_loopback: bool = False
+    #: per-IP limits (listener caps, login limit) count IPv4 clients by this prefix
+    ipv4_prefix: int = Field(32, ge=8, le=32)
+    #: ... and IPv6 clients by this one (a /64 is usually one subscriber)
+    ipv6_prefix: int = Field(64, ge=16, le=128)
+    #: bytes of unfinished input all client connections of the process may hold at once;
+    #: past it the connections holding theirs the longest are cut; 0 = no limit
+    max_partial_input: int = Field(32 * 1024 * 1024, ge=0)
 
 
 class ServiceRoute(_Model):
@@ -240,6 +278,14 @@ class RedisConfig(_Model):
         return value
 
 
+class ClusterConfig(_Model):
+    """The secret gateway<->service links prove at open (docs/security.md)."""
+
+    #: the cluster secret (>= 16 characters); if unset, read/created at ``secret_file``
+    secret: SecretStr | None = None
+    secret_file: str = ".netbus/cluster_secret"
+
+
 class LogConfig(_Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_format: bool = Field(False, alias="json")
@@ -256,6 +302,7 @@ class Settings(BaseSettings):
     web: WebConfig = WebConfig()
     redis: RedisConfig = RedisConfig()
     tls: TlsConfig = TlsConfig()
+    cluster: ClusterConfig = ClusterConfig()
     log: LogConfig = LogConfig()
 
     @classmethod

@@ -25,6 +25,11 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+# Roles built in-process from default settings share one cluster secret through the
+# environment instead of creating .netbus/cluster_secret in the work tree. Role processes
+# (tests/e2e/cluster.py) do not inherit NETBUS_* variables: they use a file in their workdir.
+os.environ.setdefault("NETBUS_CLUSTER__SECRET", "tests-cluster-secret-" + os.urandom(8).hex())
+
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
 _running: list[asyncio.AbstractEventLoop] = []  #: the loop of the current test (last made)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from netbus.cluster import cluster_secret
+from netbus.config import load_settings
 from netbus.log import setup_logging
 from netbus.metrics import Metrics
 from netbus.protocol.codec import STR, U32, FieldsCodec
@@ -52,7 +54,12 @@ def main(argv: list[str] | None = None) -> None:
 
     async def serve() -> None:
         server = ServiceServer(
-            [EchoService()], host=args.host, port=args.port, metrics=Metrics("echo"), name="echo"
+            [EchoService()],
+            host=args.host,
+            port=args.port,
+            metrics=Metrics("echo"),
+            name="echo",
+            cluster_secret=cluster_secret(load_settings()),  # the gateway proves the same one
         )
         await server.start()
         announce_ready("echo", port=server.port)

@@ -94,6 +94,7 @@ class Gateway:
         registry: Registry | None = None,
         claim_timeout: float = 1.5,
         clock: Callable[[], float] = time.monotonic,
+        cluster_secret: bytes | None = None,
     ) -> None:
         self.cfg = cfg
         self.id = cfg.id
@@ -138,6 +139,7 @@ class Gateway:
                         service_side,
                         name=f"{name}@{address}",
                         heartbeat=cfg.heartbeat_interval,
+                        secret=cluster_secret,
                     )
                 )
             self.metrics.add_stype(route_cfg.stype)
@@ -267,8 +269,7 @@ class Gateway:
             return
         if ctype == _GUEST_LOGIN and stype == self.auth_stype and not self.login_rate.allow(link):
             metrics.logins.labels("rate_limited").inc()
-            body = {"dropped": 1}
-            session.send_cmd(_CONTROL, GatewayCmd.RATE_LIMITED, body, proto_type=proto_type)
+            self.login_rate.refuse(link, proto_type)
             return
         route = self.routes.get(stype)
         if route is None:

@@ -1,10 +1,15 @@
-"""The gateway's GUEST_LOGIN rate limit: a token bucket per client IP.
+"""The gateway's GUEST_LOGIN rate limit: a token bucket per client address block.
 
-Guessing guest keys or flooding the accounts DB through logins costs time: each IP may make
-``limits.login_burst`` attempts at once, then ``limits.login_rate`` per second (0 turns the
-limit off). Loopback clients are exempt when ``limits.login_exempt_loopback`` is set: behind a
-proxy on the same host every client is 127.0.0.1, and local tools log in by the thousand. The
-gateway answers a refused attempt RATE_LIMITED and does not forward it (docs/config.md).
+Guessing guest keys or flooding the accounts DB through logins costs time: each client may
+make ``limits.login_burst`` attempts at once, then ``limits.login_rate`` per second (0 turns
+the limit off). Clients are told apart by ``link.peer_ip`` -- the real client when a trusted
+proxy named it (PROXY protocol, X-Forwarded-For) -- aggregated by network prefix
+(``limits.ipv4_prefix``, ``limits.ipv6_prefix``), so rotating addresses inside one block
+does not escape the limit. Loopback clients are exempt only when
+``limits.login_exempt_loopback`` is set (off by default: behind a proxy on the same host
+every client would otherwise be exempt). The gateway answers a refused attempt with
+RATE_LIMITED (the real count of refused packets, at most one notice a second) and does not
+forward it (docs/config.md, docs/protocol.md §7).
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ from collections.abc import Callable
 
 from netbus.config import LimitsConfig
 from netbus.ratelimit import TokenBucket
-from netbus.transport.addr import is_loopback, peer_ip
+from netbus.transport.addr import ip_key, is_loopback
 from netbus.transport.link import Link
+from netbus.transport.notices import note_dropped
 
 __all__ = ["LoginRateLimit"]
 
@@ -24,10 +30,11 @@ _MAX_BUCKETS = 100_000
 
 
 class LoginRateLimit:
-    """Per-IP token buckets for GUEST_LOGIN.
+    """Per-client-block token buckets for GUEST_LOGIN.
 
     Args:
-        limits: the gateway's limits (``login_rate``, ``login_burst``, ``login_exempt_loopback``).
+        limits: the gateway's limits (``login_rate``, ``login_burst``,
+            ``login_exempt_loopback``, ``ipv4_prefix``, ``ipv6_prefix``).
         clock: monotonic seconds (tests pass a fake).
     """
 
@@ -36,22 +43,32 @@ class LoginRateLimit:
     ) -> None:
         self.limits = limits
         self._clock = clock
-        self._buckets: dict[str, TokenBucket] = {}  #: client IP -> its bucket
+        self._buckets: dict[str, TokenBucket] = {}  #: client address block -> its bucket
+
+    def key(self, link: Link) -> str:
+        """The address block ``link``'s logins count against."""
+        limits = self.limits
+        return ip_key(link.peer_ip, v4_prefix=limits.ipv4_prefix, v6_prefix=limits.ipv6_prefix)
 
     def allow(self, link: Link) -> bool:
-        """Take a token from ``link``'s IP: False means refuse this login attempt."""
+        """Take a token from ``link``'s address block: False means refuse this attempt."""
         limits = self.limits
         if limits.login_rate <= 0:
             return True
-        ip = peer_ip(link.peer)
-        if limits.login_exempt_loopback and is_loopback(ip):
+        if limits.login_exempt_loopback and is_loopback(link.peer_ip):
             return True
         now = self._clock()
+        key = self.key(link)
         buckets = self._buckets
-        bucket = buckets.get(ip)
+        bucket = buckets.get(key)
         if bucket is None:
             if len(buckets) >= _MAX_BUCKETS:
-                for key in [k for k, b in buckets.items() if b.full_at() <= now]:
-                    del buckets[key]
-            bucket = buckets[ip] = TokenBucket(limits.login_rate, limits.login_burst, now)
+                for old in [k for k, b in buckets.items() if b.full_at() <= now]:
+                    del buckets[old]
+            bucket = buckets[key] = TokenBucket(limits.login_rate, limits.login_burst, now)
         return bucket.take(now)
+
+    def refuse(self, link: Link, proto_type: int) -> None:
+        """Count the refused attempt as a dropped packet of ``link``; the client hears
+        RATE_LIMITED with the real count, at most once a second (`note_dropped`)."""
+        note_dropped(link, proto_type, self._clock())

@@ -54,7 +54,12 @@ class ServiceServer:
         metrics: Metrics | None = None,
         name: str = "service",
         clock: Callable[[], float] = time.monotonic,
+        cluster_secret: bytes | None = None,
     ) -> None:
+        """Args:
+        cluster_secret: gateways must prove it at link open (docs/security.md); None:
+            the gateway listener is unauthenticated (in-process tests only).
+        """
         self.name = name
         self.metrics = metrics or Metrics(name)
         self.dispatcher = Dispatcher(services, metrics=self.metrics, clock=clock)
@@ -66,6 +71,7 @@ class ServiceServer:
             port=port,
             max_buffered_out=TRUNK_MAX_BUFFERED_OUT,
             batch_writes=True,
+            auth_secret=cluster_secret,
         )
         self._client_specs = list(client_listeners)
         self._servers: list[Listener] = []

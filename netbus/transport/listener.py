@@ -6,19 +6,30 @@ import asyncio
 import functools
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netbus.config import ListenerConfig, Settings
 from netbus.errors import ConfigError
 from netbus.protocol.header import MAX_CMD_BUF
+from netbus.protocol.linkauth import ServiceHandshake
+from netbus.transport.budget import InputBudget
 from netbus.transport.guard import Guard, ListenerLimits
 from netbus.transport.link import LinkHandler
 from netbus.transport.tcp import TcpLink
+from netbus.transport.trust import OriginPolicy, ProxyTrust
 from netbus.transport.ws import WsLink
 
-__all__ = ["Listener", "ListenerSpec", "listener_spec", "server_ssl_context", "start_listener"]
+__all__ = [
+    "DEFAULT_INPUT_BUDGET",
+    "Listener",
+    "ListenerSpec",
+    "server_ssl_context",
+    "start_listener",
+]
+
+#: bytes of unfinished input a guarded listener may hold when no shared budget is given
+DEFAULT_INPUT_BUDGET = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,29 +47,15 @@ class ListenerSpec:
     reuse_port: bool = False
     limits: ListenerLimits | None = None  #: None: no caps (trusted peers, e.g. gateways)
     batch_writes: bool = False  #: coalesce writes per loop iteration (trunk links, TCP only)
+    #: the cluster secret: every connection must pass the service-link handshake
+    #: (`netbus.protocol.linkauth`) before a frame is read; None: no link authentication
+    auth_secret: bytes | None = field(default=None, repr=False)
+    proxy: ProxyTrust | None = None  #: trusted proxies (PROXY protocol, X-Forwarded-For)
+    origins: OriginPolicy | None = None  #: WS only: allowed page origins; None: any
+    #: unfinished input shared by every listener of the process; None with ``limits``: a
+    #: budget of `DEFAULT_INPUT_BUDGET` for this listener alone
+    input_budget: InputBudget | None = None
 
-
-def listener_spec(cfg: ListenerConfig, settings: Settings, max_buffered_out: int) -> ListenerSpec:
-    """The `ListenerSpec` of a configured client listener (``[[gateway.listeners]]`` and the
-    talkroom's standalone ``client_listeners``), with the TLS files of ``[tls]``."""
-    return ListenerSpec(
-        kind=cfg.kind,
-        host=cfg.host,
-        port=cfg.port,
-        is_encrypt=cfg.is_encrypt,
-        certfile=settings.tls.certfile,
-        keyfile=settings.tls.keyfile,
-        max_cmd_buf=cfg.max_cmd_buf,
-        max_buffered_out=max_buffered_out,
-        limits=ListenerLimits(
-            max_connections=cfg.max_connections,
-            max_per_ip=cfg.max_per_ip,
-            idle_timeout=cfg.idle_timeout,
-            rate=cfg.rate,
-            burst=cfg.burst,
-            max_dropped=cfg.max_dropped,
-        ),
-    )
 
 
 def server_ssl_context(certfile: str | None, keyfile: str | None) -> ssl.SSLContext:
@@ -81,28 +78,39 @@ def server_ssl_context(certfile: str | None, keyfile: str | None) -> ssl.SSLCont
     return ctx
 
 
-def link_factory(spec: ListenerSpec, handler: LinkHandler) -> Callable[[], TcpLink | WsLink]:
-    cls: type[TcpLink] | type[WsLink]
+def link_factory(
+    spec: ListenerSpec, handler: LinkHandler, budget: InputBudget | None = None
+) -> Callable[[], TcpLink | WsLink]:
+    """Makes one link per accepted connection, configured by ``spec``."""
     if spec.kind == "tcp":
-        cls = TcpLink
-    elif spec.kind == "ws":
-        cls = WsLink
-    else:
-        raise ConfigError(f"listener kind must be 'tcp' or 'ws', not {spec.kind!r}")
-
-    if spec.batch_writes and spec.kind == "tcp":
+        handshake = (
+            functools.partial(ServiceHandshake, spec.auth_secret)
+            if spec.auth_secret is not None
+            else None
+        )
         return functools.partial(
             TcpLink,
             handler,
             max_cmd_buf=spec.max_cmd_buf,
             max_buffered_out=spec.max_buffered_out,
-            batch_writes=True,
+            batch_writes=spec.batch_writes,
+            handshake=handshake,
+            proxy=spec.proxy,
+            budget=budget,
         )
-
-    def make() -> TcpLink | WsLink:
-        return cls(handler, max_cmd_buf=spec.max_cmd_buf, max_buffered_out=spec.max_buffered_out)
-
-    return make
+    if spec.kind == "ws":
+        if spec.auth_secret is not None:
+            raise ConfigError("link authentication is for TCP service listeners only")
+        return functools.partial(
+            WsLink,
+            handler,
+            max_cmd_buf=spec.max_cmd_buf,
+            max_buffered_out=spec.max_buffered_out,
+            proxy=spec.proxy,
+            origins=spec.origins,
+            budget=budget,
+        )
+    raise ConfigError(f"listener kind must be 'tcp' or 'ws', not {spec.kind!r}")
 
 
 class Listener:
@@ -132,17 +140,21 @@ class Listener:
 async def start_listener(spec: ListenerSpec, handler: LinkHandler) -> Listener:
     """Listen per ``spec``; every accepted connection becomes a `Link` reporting to ``handler``.
 
-    With ``spec.limits`` the handler sits behind a `Guard` (connection caps, idle timeout,
-    rate limit); the metrics of ``handler`` (if it has ``metrics``) count what it refuses.
+    With ``spec.limits`` the handler sits behind a `Guard` (connection caps, idle and frame
+    deadlines, rate limit) and the links' unfinished input counts against an `InputBudget`;
+    the metrics of ``handler`` (if it has ``metrics``) count what the guard refuses.
     """
     ctx = server_ssl_context(spec.certfile, spec.keyfile) if spec.is_encrypt else None
     guard = None
+    budget = spec.input_budget
     if spec.limits is not None:
         guard = Guard(handler, spec.limits, metrics=getattr(handler, "metrics", None))
         handler = guard
+        if budget is None:
+            budget = InputBudget(DEFAULT_INPUT_BUDGET)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        link_factory(spec, handler),
+        link_factory(spec, handler, budget),
         spec.host,
         spec.port,
         ssl=ctx,

@@ -48,9 +48,9 @@ class CloseReason(Enum):
     LISTENER_FULL = ("listener full", 4004)
     #: the peer's address already holds max_per_ip connections
     TOO_MANY_PER_IP = ("too many connections from one address", 4005)
-    #: the WebSocket upgrade did not finish in time
-    HANDSHAKE_TIMEOUT = ("websocket handshake timeout", 4006)
-    #: the WebSocket upgrade request was refused (bad request, forbidden origin)
+    #: the WebSocket upgrade (or a trusted proxy's PROXY header) did not arrive in time
+    HANDSHAKE_TIMEOUT = ("handshake not completed in time", 4006)
+    #: the WebSocket upgrade request was refused (not a valid upgrade)
     HANDSHAKE_FAILED = ("websocket handshake failed", 4007)
     #: a frame was left unfinished past its deadline
     FRAME_TIMEOUT = ("frame not completed in time", 4008)
@@ -58,6 +58,14 @@ class CloseReason(Enum):
     AUTH_FAILED = ("link authentication failed", 4009)
     #: a service link was silent for three heartbeats (half-open)
     HEARTBEAT_TIMEOUT = ("heartbeat timeout: peer silent", 4010)
+    #: the upgrade came from a page origin the listener does not allow (answered HTTP 403,
+    #: so no WebSocket ever sees this code)
+    FORBIDDEN_ORIGIN = ("origin not allowed", 4011)
+    #: the process's budget for unfinished input was exceeded and this connection had held
+    #: its unfinished frame the longest
+    INPUT_BUDGET = ("unfinished input over the process budget", 4012)
+    #: WebSocket pings/pongs kept coming far over their own budget
+    CONTROL_FLOOD = ("too many control frames", 4013)
     #: a gateway stopped its link to a service on purpose
     UPSTREAM_STOPPED = ("upstream stopped", 1000)
     #: a connect attempt was cancelled or timed out

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from netbus.errors import ProtocolError
 from netbus.protocol.framing import LENGTH, FrameDecoder
+from netbus.protocol.linkauth import GatewayHandshake, ServiceHandshake
+from netbus.transport.budget import InputBudget
 from netbus.transport.link import Link, LinkHandler, scratch_buffer
+from netbus.transport.preamble import AuthStep, ProxyStep, SniffStep, Step
 from netbus.transport.reasons import CloseReason
+from netbus.transport.trust import ProxyTrust
 
 __all__ = ["TcpLink"]
 
@@ -16,7 +21,7 @@ class TcpLink(Link, asyncio.BufferedProtocol):
     """One length-prefixed TCP connection: client↔gateway, gateway↔service, or a client's."""
 
     kind = "tcp"
-    __slots__ = ("_batch", "_decoder", "_scratch")
+    __slots__ = ("_batch", "_decoder", "_handshake", "_proxy", "_scratch")
 
     def __init__(
         self,
@@ -25,20 +30,40 @@ class TcpLink(Link, asyncio.BufferedProtocol):
         max_cmd_buf: int = 65533,
         max_buffered_out: int = 4 * 1024 * 1024,
         batch_writes: bool = False,
+        handshake: Callable[[], GatewayHandshake | ServiceHandshake] | None = None,
+        proxy: ProxyTrust | None = None,
+        budget: InputBudget | None = None,
     ) -> None:
         """Args:
         batch_writes: coalesce every packet sent during one event-loop iteration into one
             write (one syscall). For trunk links (gateway↔service) that carry many users;
             a player's link sends too little per iteration to gain from it.
+        handshake: makes this link's service-link handshake (`netbus.protocol.linkauth`),
+            run before any frame is read; None: no link authentication.
+        proxy: the listener's trusted proxies (PROXY protocol); None: every peer is itself.
         """
-        super().__init__(handler, max_cmd_buf=max_cmd_buf, max_buffered_out=max_buffered_out)
+        super().__init__(
+            handler, max_cmd_buf=max_cmd_buf, max_buffered_out=max_buffered_out, budget=budget
+        )
         self._decoder = FrameDecoder(max_cmd_buf)
         self._scratch = scratch_buffer()
         self._batch: list[bytes | bytearray | memoryview] | None = [] if batch_writes else None
+        self._handshake = handshake
+        self._proxy = proxy
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self._open()
+        steps: list[Step] = []
+        proxy = self._proxy
+        if proxy is not None and proxy.proxy_protocol:
+            steps.append(ProxyStep() if self.peer_ip in proxy.trusted else SniffStep())
+        if self._handshake is not None:
+            steps.append(AuthStep(self._handshake()))
+        self._begin(steps)
+
+    def _drop_input(self) -> None:
+        self._decoder.clear()
+        self._steps = None
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._scratch
@@ -47,8 +72,20 @@ class TcpLink(Link, asyncio.BufferedProtocol):
         if self.closed:
             return
         self.raw_in += nbytes
+        data: bytes | bytearray | memoryview = self._scratch[:nbytes]
+        if self._steps is not None:
+            rest = self._run_steps(data)
+            if rest is None or self.closed:
+                return
+            if not self.opened:  # the gating steps are done: the owner may see the link
+                self._cancel_deadline()
+                self._open()
+                if self.closed:
+                    return
+            data = rest
+        decoder = self._decoder
         try:
-            frames = self._decoder.feed(self._scratch[:nbytes])
+            frames = decoder.feed(data)
         except ProtocolError as exc:
             self._violation(exc)
             return
@@ -56,6 +93,9 @@ class TcpLink(Link, asyncio.BufferedProtocol):
             if self.closed:
                 return
             self._deliver(cmd_buf)
+        held = decoder.held
+        if held or self.partial_in:
+            self._hold(held, bool(frames))
 
     def _write_cmd(
         self, transport: asyncio.Transport, cmd_buf: bytes | bytearray | memoryview

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from enum import Enum
 
 from netbus.errors import ProtocolError
 from netbus.protocol.control import CONTROL_CODECS, CONTROL_STYPE, GatewayCmd
+from netbus.protocol.linkauth import GatewayHandshake
 from netbus.protocol.registry import Direction
 from netbus.transport.link import Link, LinkHandler
 from netbus.transport.reasons import CloseReason
@@ -80,6 +82,9 @@ class Upstream:
     Args:
         name: for logs and metrics, e.g. ``"talkroom@127.0.0.1:6084"``.
         handler: gets ``link_opened`` / ``packet_received`` / ``link_closed`` for each link.
+        secret: the cluster secret: each link proves it, and checks that the service holds
+            it too, before a frame is read (`netbus.protocol.linkauth`); None: no link
+            authentication (the service must not ask for it either).
     """
 
     def __init__(
@@ -93,6 +98,7 @@ class Upstream:
         connect_timeout: float = 3.0,
         max_buffered_out: int = 64 * 1024 * 1024,
         heartbeat: float = 5.0,
+        secret: bytes | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -105,12 +111,17 @@ class Upstream:
         self.link: TcpLink | None = None
         self.state = LinkState.CONNECTING
         self.reconnects = 0
+        self.refused = 0  #: links closed before they opened (handshake failed or timed out)
+        self._handshake = (
+            functools.partial(GatewayHandshake, secret) if secret is not None else None
+        )
         self._task: asyncio.Task[None] | None = None
         self._up = asyncio.Event()
         # Packets and framing errors go from the link straight to the handler: this object
         # only follows the link's life, so the service -> client path has no relay hop.
         self.packet_received: Callable[[Link, bytearray], None] = handler.packet_received
         self.protocol_error: Callable[[Link, ProtocolError], None] = handler.protocol_error
+        self._opened: Link | None = None  #: the last link that opened
 
     def start(self) -> None:
         if self._task is None:
@@ -132,7 +143,12 @@ class Upstream:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            link = TcpLink(self, max_buffered_out=self.max_buffered_out, batch_writes=True)
+            link = TcpLink(
+                self,
+                max_buffered_out=self.max_buffered_out,
+                batch_writes=True,
+                handshake=self._handshake,
+            )
             link.owner = self
             try:
                 async with asyncio.timeout(self.connect_timeout):
@@ -147,10 +163,24 @@ class Upstream:
                     log.warning("%s: connect failed (%s); retrying in %.2fs", self.name, exc, delay)
                 await asyncio.sleep(delay)
                 continue
-            if self.reconnects or self.backoff.failures:
-                log.info("%s: link up", self.name)
-            self.backoff.reset()
             await self._watch(link)
+            if link is not self._opened:
+                # Closed before it opened: the service failed the link handshake (another
+                # cluster secret, or not a netbus service at all). Back off like a failed
+                # connect, so a misconfiguration costs a line now and then, not a spin.
+                self.refused += 1
+                self.state = LinkState.DOWN
+                delay = self.backoff.next_delay()
+                if self.backoff.failures in (1, 10) or self.backoff.failures % 100 == 0:
+                    log.warning(
+                        "%s: link refused before it opened (%s %s); retrying in %.2fs",
+                        self.name,
+                        link.close_reason,
+                        link.close_detail,
+                        delay,
+                    )
+                await asyncio.sleep(delay)
+                continue
             log.warning("%s: link lost (%s %s)", self.name, link.close_reason, link.close_detail)
             await asyncio.sleep(self.backoff.next_delay())
 
@@ -167,7 +197,7 @@ class Upstream:
                 return
             except TimeoutError:
                 pass
-            if link.raw_in != seen:
+            if link.raw_in != seen or not link.opened:  # (the handshake has its deadline)
                 seen, silent = link.raw_in, 0
             else:
                 silent += 1
@@ -179,6 +209,10 @@ class Upstream:
 
     # ------------------------- LinkHandler: the link's life (packets: see __init__)
     def link_opened(self, link: Link) -> None:
+        if self.reconnects or self.backoff.failures:
+            log.info("%s: link up", self.name)
+        self.backoff.reset()
+        self._opened = link
         self.link = link  # type: ignore[assignment]
         self.state = LinkState.UP
         self._up.set()

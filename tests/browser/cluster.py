@@ -157,6 +157,9 @@ level = "INFO"
 id = "browser"
 admin_port = {p["admin-gateway"]}
 
+[gateway.limits]
+login_exempt_loopback = true
+
 [[gateway.listeners]]
 kind = "ws"
 host = "127.0.0.1"

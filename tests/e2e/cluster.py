@@ -301,6 +301,9 @@ port = {p["talkroom"]}
 host = "127.0.0.1"
 port = {p["web"]}
 gateway_url = "{self.ws_url}"
+
+[gateway.limits]
+login_exempt_loopback = true  # every test client logs in from 127.0.0.1
 """
         # Admin HTTP listeners (where this version has them) must not collide either.
         for section in ADMIN:

@@ -69,6 +69,8 @@ class HardCluster(Cluster):
         limits: ``[gateway.limits]`` keys (e.g. ``{"max_buffered_out": 65536}``).
         talkroom: extra ``[talkroom]`` keys (e.g. ``{"max_msg_len": 16000}``).
         service_addresses: service name -> the address the gateway dials instead.
+        cluster: ``[cluster]`` keys (e.g. ``{"secret": ...}`` for a fake service that must
+            pass the link handshake); default: the roles create ``.netbus/cluster_secret``.
     """
 
     def __init__(
@@ -84,7 +86,9 @@ class HardCluster(Cluster):
         limits: Mapping[str, Any] | None = None,
         talkroom: Mapping[str, Any] | None = None,
         service_addresses: Mapping[str, str] | None = None,
+        cluster: Mapping[str, Any] | None = None,
     ) -> None:
+        self.cluster_options = dict(cluster or {})
         self.tcp_options = dict(tcp or {})
         self.ws_options = dict(ws or {})
         self.extra_listeners = {name: dict(opts) for name, opts in (listeners or {}).items()}
@@ -120,8 +124,12 @@ class HardCluster(Cluster):
             text = text.replace(old, f"addresses = [{_toml(address)}]")
         for options in self.extra_listeners.values():
             text += "\n[[gateway.listeners]]\n" + _keys({"host": "127.0.0.1", "port": 0, **options})
+        if self.cluster_options:
+            text += "\n[cluster]\n" + _keys(self.cluster_options)
         if self.limit_options:
-            text += "\n[gateway.limits]\n" + _keys(self.limit_options)
+            if "login_exempt_loopback" in self.limit_options:  # the e2e config sets it
+                text = re.sub(r"(?m)^login_exempt_loopback = .*\n", "", text)
+            insert_after("[gateway.limits]\n", _keys(self.limit_options))
         return text
 
     def start(self, services: Iterable[str] = ("center", "talkroom")) -> None:  # type: ignore[override]
@@ -190,8 +198,12 @@ class HardCluster(Cluster):
             leftovers = live_pids_with_arg(str(self.config_path))
             assert not leftovers, f"role processes outlived the cluster: {leftovers}"
         pepper = self.pepper_file.read_text().strip() if self.pepper_file.exists() else ""
+        secret_file = self.workdir / ".netbus" / "cluster_secret"
+        secret = str(self.cluster_options.get("secret", ""))
+        if secret_file.exists():
+            secret = secret_file.read_text().strip()
         output = [line for proc in self.history for line in proc.output()]
-        leaked = leaked_secrets(output, self.probe_key, pepper)
+        leaked = leaked_secrets(output, self.probe_key, pepper, secret)
         assert not leaked, f"secrets in the roles' output: {sorted(leaked)}"
 
 
@@ -399,9 +411,14 @@ def pack_header(stype: int, ctype: int, utag: int, proto: int) -> bytes:
 # ---------------------------------------------------------------------- stalled service
 class StalledService:
     """A TCP server that accepts links and reads everything, but never writes a byte: a
-    frozen service process as its peer sees it (the kernel still ACKs)."""
+    frozen service process as its peer sees it (the kernel still ACKs).
 
-    def __init__(self) -> None:
+    With ``secret`` (the cluster's) it first passes the service-link handshake, so the
+    gateway opens the link, and freezes after that.
+    """
+
+    def __init__(self, secret: bytes | None = None) -> None:
+        self.secret = secret
         self.accepted = 0
         self.accept_times: list[float] = []  #: time.monotonic() of each accept
         self.received: list[bytearray] = []  #: the bytes read, one entry per link
@@ -419,7 +436,14 @@ class StalledService:
         self.conns.append(writer)
         received = bytearray()
         self.received.append(received)
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            if self.secret is not None:
+                from netbus.protocol.linkauth import PROOF_SIZE, AuthState, ServiceHandshake
+
+                handshake = ServiceHandshake(self.secret)
+                writer.write(handshake.data_to_send())
+                if handshake.receive_data(await reader.readexactly(PROOF_SIZE)) is AuthState.DONE:
+                    writer.write(handshake.data_to_send())
             while data := await reader.read(65536):
                 received += data
         writer.transport.abort()

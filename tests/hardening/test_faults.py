@@ -444,10 +444,13 @@ async def test_stalled_service(
 ) -> None:
     assert GatewayConfig().heartbeat_interval == 5.0  # production: silent 15 s -> redialled
     stall = stalled_service
+    secret = "stalled-service-cluster-secret-" + new_key(8)
+    stall.secret = secret.encode()  # it opens the link, then freezes
     cluster = await cluster_factory(
         services=("center",),
         service_addresses={"talkroom": f"127.0.0.1:{stall.port}"},
         gateway={"heartbeat_interval": HEARTBEAT},
+        cluster={"secret": secret},
     )
     service = f"talkroom@127.0.0.1:{stall.port}"
     await eventually(lambda: _value(stall.accepted), lambda n: n >= 1, timeout=5)

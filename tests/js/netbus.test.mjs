@@ -561,7 +561,7 @@ describe("NetbusClient", () => {
     const ws = FakeWebSocket.last();
     t.mock.timers.tick(500);
     await assert.rejects(opening, ConnectionClosedError);
-    assert.deepEqual(ws.closedWith, { code: 4000, reason: "connect timeout" });
+    assert.deepEqual(ws.closedWith, { code: 1000, reason: "connect timeout" });
     ws.open(); // late: must not revive the client
     assert.equal(client.state, "closed");
   });
@@ -851,7 +851,7 @@ describe("NetbusClient", () => {
     client.close();
   });
 
-  it("once the gateway has echoed a heartbeat, silence closes the link (code 4000)", async (t) => {
+  it("once the gateway has echoed a heartbeat, silence closes the link (code 1006)", async (t) => {
     t.mock.timers.enable({ apis: ["setInterval", "setTimeout", "Date"] });
     const { client, ws } = await connected({ heartbeatMs: 1000 });
     const seen = record(client, "close");
@@ -861,8 +861,8 @@ describe("NetbusClient", () => {
     assert.deepEqual(seen, []);
     t.mock.timers.tick(1000);
     assert.equal(seen.length, 1);
-    assert.equal(seen[0][1].code, 4000);
-    assert.equal(ws.closedWith.code, 4000);
+    assert.equal(seen[0][1].code, 1006); // not 4000, the server's "relogin"
+    assert.equal(ws.closedWith.code, 1000);
   });
 
   it("a gateway that never echoes heartbeats is not timed out", async (t) => {

@@ -137,6 +137,8 @@ class ScaleCluster:
             f"""
 [gateway]
 admin_port = 0
+[gateway.limits]
+login_exempt_loopback = true
 [gateway.services.talkroom]
 stype = 1
 addresses = [{addresses}]

@@ -21,3 +21,11 @@ def test_application_codes_are_unique() -> None:
 def test_shutdown_is_going_away_and_relogin_is_an_application_code() -> None:
     assert CloseReason.SHUTDOWN.ws_code == 1001
     assert CloseReason.RELOGIN.ws_code == 4000
+
+
+def test_every_close_code_is_documented() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    for reason in CloseReason:
+        assert f"| {reason.ws_code} |" in doc, f"docs/protocol.md §2.2 lacks {reason.ws_code}"

@@ -39,6 +39,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
         NETBUS_CENTER__ADMIN_PORT="0",
         NETBUS_CENTER__DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/netbus.db",
         NETBUS_CENTER__PEPPER_FILE=str(tmp_path / "pepper"),
+        NETBUS_CLUSTER__SECRET_FILE=str(tmp_path / "cluster_secret"),
         NETBUS_TALKROOM__PORT="0",
         NETBUS_TALKROOM__ADMIN_PORT="0",
         NETBUS_GATEWAY__ADMIN_PORT="0",

@@ -12,6 +12,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from netbus.cluster import cluster_secret
 from netbus.config import Settings
 from netbus.errors import ConfigError
 from netbus.metrics import Metrics
@@ -71,6 +72,7 @@ class CenterServer(ServiceServer):
             port=settings.center.port,
             metrics=metrics or Metrics("center"),
             name="center",
+            cluster_secret=cluster_secret(settings),
         )
 
     async def start(self) -> None:

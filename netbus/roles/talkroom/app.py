@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from netbus.cluster import cluster_secret
 from netbus.config import Settings
 from netbus.metrics import Metrics
 from netbus.roles.talkroom.service import TalkroomService
 from netbus.service.server import ServiceServer
-from netbus.transport.listener import listener_spec
+from netbus.transport.specs import listener_spec
 
 __all__ = ["build_talkroom"]
 
@@ -28,4 +29,5 @@ def build_talkroom(settings: Settings, *, standalone: bool = False) -> ServiceSe
         client_listeners=clients,
         metrics=Metrics("talkroom"),
         name="talkroom",
+        cluster_secret=cluster_secret(settings),
     )

@@ -103,6 +103,19 @@ export const HEADER_SIZE = 10;
 /** The largest cmd_buf (what a u16 TCP frame length can carry; the same limit applies to WS). */
 export const MAX_CMD_BUF = 65535 - 2;
 
+/**
+ * WebSocket close codes the gateway sends (docs/protocol.md §2.2): compare the `close`
+ * event's `code` (or `ConnectionClosedError.code`) with these, never the reason text.
+ * A connection this client gave up on itself (connect timeout, heartbeat silence) reports
+ * 1006 (ABNORMAL): no close frame came.
+ */
+export const CloseCode = Object.freeze({
+  NORMAL: 1000, GOING_AWAY: 1001, ABNORMAL: 1006, PROTOCOL_ERROR: 1008, TOO_BIG: 1009,
+  RELOGIN: 4000, IDLE_TIMEOUT: 4001, RATE_LIMITED: 4002, SLOW_CONSUMER: 4003,
+  LISTENER_FULL: 4004, TOO_MANY_PER_IP: 4005, HANDSHAKE_TIMEOUT: 4006, FRAME_TIMEOUT: 4008,
+  INPUT_BUDGET: 4012, CONTROL_FLOOD: 4013,
+});
+
 // ---------------------------------------------------------------------------------- errors
 
 /** Root of every error this module throws on purpose. */
@@ -1028,9 +1041,9 @@ export class NetbusClient extends EventTarget {
    */
   #abandon(reason) {
     const ws = this.#ws;
-    this.#teardown({ code: 4000, reason, wasClean: false });
+    this.#teardown({ code: CloseCode.ABNORMAL, reason, wasClean: false });
     try {
-      ws.close(4000, reason);
+      ws.close(CloseCode.NORMAL, reason); // not 4000: that code means "relogin" (server)
     } catch { /* already closing */ }
   }
 
