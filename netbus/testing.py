@@ -34,6 +34,7 @@ from typing import Any, Literal
 from pydantic import SecretStr
 
 from netbus.client import Client
+from netbus.cluster import cluster_secret
 from netbus.config import ListenerConfig, ServiceRoute, Settings
 from netbus.gateway import Gateway, build_gateway
 from netbus.metrics import Metrics
@@ -119,6 +120,12 @@ class TestCluster:
         if not listeners:
             raise ValueError("a gateway needs at least one listener")
         base = settings if settings is not None else Settings()
+        if base.cluster.secret is None:
+            # A secret of this cluster alone: no .netbus/cluster_secret file is written.
+            secret = SecretStr(secrets.token_urlsafe(32))
+            base = base.model_copy(
+                update={"cluster": base.cluster.model_copy(update={"secret": secret})}
+            )
         for service in services:
             if auth and service.stype == base.gateway.auth_stype:
                 raise ValueError(f"service {service.name!r} has the auth stype; pass auth=False")
@@ -132,6 +139,7 @@ class TestCluster:
         self._claim_timeout = claim_timeout
         self._clock = clock
         self._base = base
+        self._secret = cluster_secret(base)
         #: the Redis key prefix of this cluster's registry (with ``redis_url``)
         self.redis_prefix = f"netbus-test-{secrets.token_hex(6)}:" if redis_url else ""
         self.gateways: list[Gateway] = []
@@ -253,7 +261,9 @@ class TestCluster:
         return center
 
     async def _start_server(self, service: Service, *, port: int) -> ServiceServer:
-        server = ServiceServer([service], port=port, name=service.name)
+        server = ServiceServer(
+            [service], port=port, name=service.name, cluster_secret=self.secret
+        )
         await server.start()
         self._servers[id(service)] = server
         self._stack.push_async_callback(self._close_server, service)
@@ -315,6 +325,11 @@ class TestCluster:
         )
         self._clients.append(client)
         return client
+
+    @property
+    def secret(self) -> bytes:
+        """The cluster secret every gateway and service of this cluster proves."""
+        return self._secret
 
     @property
     def codecs(self) -> CodecRegistry:

@@ -14,12 +14,14 @@ import time
 from typing import Any
 
 import pytest
-from netbus.protocol.commands import AuthCmd, GatewayCmd, Stype
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Close, Frame, Opcode
 
+from netbus.protocol import GatewayCmd
+from netbus.roles import Stype
+from netbus.roles.center.protocol import AuthCmd
 from tests.e2e.helpers import Clients, new_key
 
 from .harness import (

@@ -14,11 +14,13 @@ import time
 from typing import Any
 
 import pytest
-from netbus.protocol.commands import AuthCmd, GatewayCmd, Stype
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
+from netbus.protocol import GatewayCmd
 from netbus.protocol.proxy import encode_v1, encode_v2
+from netbus.roles import Stype
+from netbus.roles.center.protocol import AuthCmd
 from tests.e2e.helpers import new_key
 
 from .harness import HardCluster, RawTcp, cmd, decode, frame

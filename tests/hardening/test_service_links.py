@@ -15,10 +15,12 @@ import contextlib
 from typing import Any
 
 import pytest
-from netbus.protocol.commands import AuthCmd, Stype, TalkroomCmd
 
 from netbus.errors import ServiceUnavailable
 from netbus.protocol.header import HEADER
+from netbus.roles import Stype
+from netbus.roles.center.protocol import AuthCmd
+from netbus.roles.talkroom.protocol import TalkroomCmd
 from tests.e2e.helpers import Clients, new_key, new_name, settled
 
 from .conftest import ClusterFactory

@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from netbus.protocol.commands import Stype, TalkroomCmd, TalkroomStatus
-
 from netbus.client import Client
+from netbus.roles import Stype
+from netbus.roles.talkroom.protocol import TalkroomCmd, TalkroomStatus
 from tests.e2e.helpers import Clients, barrier, new_name
 
 P99_LIMIT = 0.250  #: seconds

@@ -7,16 +7,17 @@ the guard's clock is a `FakeClock` and its sweep is called by the test.
 from __future__ import annotations
 
 import pytest
-from netbus.protocol.commands import CODECS, Direction, GatewayCmd, Stype
 
 from netbus.metrics import Metrics
+from netbus.protocol import Direction, GatewayCmd
 from netbus.protocol.header import ProtoType
+from netbus.roles import Stype
 from netbus.transport.guard import Guard, ListenerLimits
 from netbus.transport.notices import NOTICE_INTERVAL
 from netbus.transport.reasons import CloseReason
 from netbus.transport.tcp import TcpLink
 from netbus.transport.ws import WsLink
-from tests.helpers import cmd_buf, frame, json_body
+from tests.helpers import CODECS, cmd_buf, frame, json_body
 
 from .fake import FakeClock, FakeTransport, Recorder, connect, feed, settle
 
