@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shlex
+import shutil
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -246,7 +248,7 @@ def up(config: str | None, loop: LoopName, gateways: int) -> None:
             await asyncio.wait({starting, stop}, return_when=asyncio.FIRST_COMPLETED)
             if not stop.done():
                 starting.result()
-                _print_banner(settings, layout if gateways > 1 else None)
+                _print_banner(settings, layout if gateways > 1 else None, config)
                 await stop
         finally:
             starting.cancel()
@@ -342,7 +344,9 @@ def _check_redis(url: str) -> None:
         client.close()
 
 
-def _print_banner(settings: Settings, layout: list[GatewaySlot] | None = None) -> None:
+def _print_banner(
+    settings: Settings, layout: list[GatewaySlot] | None = None, config: str | None = None
+) -> None:
     lines = ["netbus up: cluster ready"]
     gateways = [(settings.gateway.id, settings.gateway.listeners)]
     if layout:
@@ -350,24 +354,76 @@ def _print_banner(settings: Settings, layout: list[GatewaySlot] | None = None) -
         lines.append(f"  redis     {_redacted(settings.redis.url or '')}")
     for gw_id, listeners in gateways:
         for lst in listeners:
-            scheme = {"tcp": "tls", "ws": "wss"}[lst.kind] if lst.is_encrypt else lst.kind
-            path = "/ws" if lst.kind == "ws" else ""
             label = gw_id if layout else "gateway"
-            lines.append(f"  {label:<9} {scheme}://{lst.host}:{lst.port}{path}")
+            lines.append(f"  {label:<9} {_listener_url(lst)}")
     if "web" in main.commands:
         lines.append(f"  browser   http://{settings.web.host}:{settings.web.port}/")
         lines.append(f"  health    http://{settings.web.host}:{settings.web.port}/healthz")
-    lines.append("  chat      netbus chat")
+    lines.append(f"  chat      {chat_command(settings, gateways[0][1], config)}")
     lines.append("  Ctrl-C stops everything.")
     print("\n".join(lines), flush=True)
 
 
+def chat_command(settings: Settings, listeners: list[ListenerConfig], config: str | None) -> str:
+    """A ``netbus chat`` command line that reaches the first gateway of this cluster.
+
+    It names the program as this process was started (``netbus`` when that is what the PATH
+    finds, else its path or ``python -m netbus``), the config file by its absolute path, and
+    ``--url`` only when the config alone would lead elsewhere (``--gateways``, port 0).
+    """
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "netbus":
+        found = shutil.which("netbus")
+        same = found is not None and Path(found).resolve() == argv0.resolve()
+        words = ["netbus" if same else str(argv0.resolve())]
+    else:
+        words = [sys.executable, "-m", "netbus"]
+    words.append("chat")
+    if config:
+        words += ["--config", str(Path(config).resolve())]
+    fixed = [lst for lst in listeners if lst.port]
+    fixed.sort(key=lambda lst: lst.kind != "tcp")
+    try:
+        implied: str | None = gateway_client_url(settings)
+    except click.ClickException:
+        implied = None
+    if fixed and _listener_url(fixed[0]) != implied:
+        words += ["--url", _listener_url(fixed[0])]
+    return shlex.join(words)
+
+
+def gateway_client_url(settings: Settings) -> str:
+    """The URL ``netbus chat`` uses for a configuration: its gateway's first TCP listener
+    (else its first WebSocket listener), with wildcard addresses reached over loopback.
+
+    Raises:
+        click.ClickException: no listener has a fixed port.
+    """
+    listeners = [lst for lst in settings.gateway.listeners if lst.port]
+    listeners.sort(key=lambda lst: lst.kind != "tcp")
+    if not listeners:
+        raise click.ClickException(
+            "the gateway listeners of this config have no fixed port; pass --url"
+        )
+    return _listener_url(listeners[0])
+
+
+def _listener_url(lst: ListenerConfig) -> str:
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(lst.host, lst.host)
+    if ":" in host:
+        host = f"[{host}]"
+    scheme = {"tcp": "tls", "ws": "wss"}[lst.kind] if lst.is_encrypt else lst.kind
+    path = "/ws" if lst.kind == "ws" else ""
+    return f"{scheme}://{host}:{lst.port}{path}"
+
+
 @main.command()
+@_config_option
 @click.option(
     "--url",
-    default="tcp://127.0.0.1:6080",
-    show_default=True,
-    help="Gateway URL: tcp://, tls://, ws://host:port/ws or wss://.",
+    default=None,
+    help="Gateway URL: tcp://, tls://, ws://host:port/ws or wss://. Default: the first"
+    " gateway listener of --config (tcp://127.0.0.1:6080 with the built-in defaults).",
 )
 @click.option(
     "--key-file",
@@ -380,11 +436,28 @@ def _print_banner(settings: Settings, layout: list[GatewaySlot] | None = None) -
 @click.option("--sex", type=click.IntRange(0, 1), default=0, show_default=True)
 @click.option("--buf", is_flag=True, help="Use BUF bodies instead of JSON for the talkroom.")
 @click.option("--standalone", is_flag=True, help="Talk to a standalone talkroom (no login).")
-def chat(url: str, key_file: str, name: str | None, sex: int, buf: bool, standalone: bool) -> None:
-    """Chat in the talkroom from a terminal (logs in as a guest first)."""
+def chat(
+    config: str | None,
+    url: str | None,
+    key_file: str,
+    name: str | None,
+    sex: int,
+    buf: bool,
+    standalone: bool,
+) -> None:
+    """Chat in the talkroom from a terminal (logs in as a guest first).
+
+    Exits when you type /quit or end the input (status 0), or as soon as the server closes
+    the connection (status 1).
+    """
     from netbus.client.chat import run_chat
 
-    asyncio.run(run_chat(url, key_file=key_file, name=name, sex=sex, buf=buf, login=not standalone))
+    if url is None:
+        url = gateway_client_url(_settings(config))
+    code = asyncio.run(
+        run_chat(url, key_file=key_file, name=name, sex=sex, buf=buf, login=not standalone)
+    )
+    sys.exit(code)
 
 
 @main.group()

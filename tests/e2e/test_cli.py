@@ -12,9 +12,13 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import orjson
 import pytest
 
-from netbus.protocol.commands import GatewayCmd, Stype, TalkroomCmd, TalkroomStatus
+from netbus.protocol.commands import AuthCmd, GatewayCmd, Stype, TalkroomCmd, TalkroomStatus
+from netbus.protocol.framing import FrameDecoder
+from netbus.protocol.header import unpack_header
+from tests.helpers import cmd_buf, frame, json_body
 
 from .cluster import Cluster, Proc, children_of, live_pids_with_arg, processes
 from .conftest import ready_check
@@ -24,6 +28,7 @@ from .helpers import (
     JSON,
     Clients,
     leaked_secrets,
+    new_key,
     new_name,
     next_gateway_notice,
     settled,
@@ -154,6 +159,105 @@ async def test_netbus_chat(cluster: Cluster, clients: Clients, tmp_path: Path) -
         assert rest == []
     assert keys[0] == keys[1]  # the key file was created once, then reused
     assert uids[0] == uids[1] > 0  # so both runs were the same account
+
+
+def chat_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "netbus", "chat", *args]
+
+
+@pytest.mark.process
+async def test_netbus_chat_exits_when_the_server_closes(
+    cluster: Cluster, clients: Clients, tmp_path: Path
+) -> None:
+    """Issue 10 item 23: `netbus chat --config` finds the config's gateway, and when the
+    server ends the connection (here a RELOGIN kick) it says why and exits at once, although
+    its standard input is still open and nobody presses Enter."""
+    key = new_key()
+    key_file = tmp_path / "keys" / "guest_key"
+    key_file.parent.mkdir()
+    key_file.write_text(key + "\n")
+    name = new_name("cli")
+    argv = chat_argv("--config", str(cluster.config_path), "--key-file", str(key_file))
+    chat = Proc("chat", [*argv, "--name", name], cwd=tmp_path, stdin=b"", keep_stdin=True)
+    try:
+        await chat.await_line(lambda line: line == f"entered the room as {name}", stream="out")
+        await clients.login(cluster.tcp_url, JSON, key)  # same account: the chat is kicked
+        code = await asyncio.to_thread(chat.wait, 10.0)
+    finally:
+        if chat.running:
+            chat.kill()
+    out = chat.output("out")
+    assert code == 1, chat.text()
+    assert "! this account logged in elsewhere; disconnected" in out, chat.text()
+    assert any(line.startswith("! connection closed") for line in out), chat.text()
+
+
+#: C0 (but the newline ending each line), DEL, C1, line separators, bidi overrides
+RAW_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+async def hostile_gateway(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, said: dict[str, str]
+) -> None:
+    """A server that speaks the protocol like an old or compromised gateway: it logs the
+    client in, lets it enter, pushes text full of terminal escapes, then closes."""
+
+    def send(stype: int, ctype: int, value: object) -> None:
+        body = json_body(orjson.dumps({"0": value}))
+        writer.write(frame(cmd_buf(stype, ctype, JSON, body)))
+
+    decoder = FrameDecoder()
+    try:
+        while data := await reader.read(65536):
+            for cmd in decoder.feed(data):
+                stype, ctype = unpack_header(cmd)[:2]
+                if (stype, ctype) == (Stype.Auth, AuthCmd.GUEST_LOGIN):
+                    account = {"status": 1, "uid": 7, "unick": said["unick"], "usex": 0}
+                    send(stype, ctype, {**account, "uface": 0, "uvip": 0, "guest_key": "x"})
+                elif (stype, ctype) == (Stype.TalkRoom, TalkroomCmd.Enter):
+                    send(stype, ctype, 1)
+                    send(stype, TalkroomCmd.UserArrived, {"uname": said["uname"], "usex": 1})
+                    msg = {"0": said["uname"], "1": 1, "2": said["msg"]}
+                    send(stype, TalkroomCmd.UserMsg, msg)
+                    send(Stype.Gateway, GatewayCmd.SHUTDOWN, {"reason": said["reason"]})
+                    await writer.drain()
+                    return
+    finally:
+        writer.close()
+
+
+@pytest.mark.process
+async def test_netbus_chat_shows_control_characters_escaped(tmp_path: Path) -> None:
+    """Issue 10 item 8: whatever a server sends (an old one, or one that lets anything
+    through), `netbus chat` never writes a control character to the terminal: ESC, NUL, DEL,
+    C1 and the rest are shown as escapes, so no window title, screen clear, OSC 52 clipboard
+    write or forged line gets through."""
+    said = {
+        "unick": "\x1b]0;owned\x07guest",
+        "uname": "eve\x1b[2J\x9b2J\u202e",
+        "msg": "\x1b]52;c;aGVsbG8=\x07\x00\r<admin> forged line\x7f\x85\n<mod> another",
+        "reason": "\x1bc reset",
+    }
+    server = await asyncio.start_server(lambda r, w: hostile_gateway(r, w, said), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    argv = chat_argv("--url", f"tcp://127.0.0.1:{port}", "--key-file", str(tmp_path / "key"))
+    chat = Proc("chat", [*argv, "--name", "me"], cwd=tmp_path, stdin=b"", keep_stdin=True)
+    try:
+        code = await asyncio.to_thread(chat.wait, 20.0)
+    finally:
+        if chat.running:
+            chat.kill()
+        server.close()
+        await server.wait_closed()
+    out = chat.output("out")
+    assert code == 1, chat.text()
+    assert not [line for line in out if RAW_CONTROL.search(line)], out
+    text = "\n".join(out)
+    assert "logged in as \\x1b]0;owned\\x07guest (uid 7)" in text, text
+    assert "* eve\\x1b[2J\\x9b2J\\u202e joined" in text, text
+    forged = "\\x1b]52;c;aGVsbG8=\\x07\\x00\\x0d<admin> forged line\\x7f\\x85\\x0a<mod> another"
+    assert f"<eve\\x1b[2J\\x9b2J\\u202e> {forged}" in text, text
+    assert "! the server is shutting down: \\x1bc reset" in text, text
 
 
 async def test_netbus_up_stopped_while_a_role_cannot_start(tmp_path: Path) -> None:

@@ -6,15 +6,21 @@ tested without sockets and the service layer decides how to encode and route.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
 from netbus.protocol.commands import TalkroomStatus
 
-__all__ = ["Member", "Room", "validate_enter", "validate_msg"]
+__all__ = ["CONTROL_CHARS", "Member", "Room", "validate_enter", "validate_msg"]
 
 MAX_UNAME = 32
+
+#: C0 controls, DEL and C1 controls (Unicode category Cc): ESC starts terminal escape
+#: sequences (titles, screen clears, OSC 52 clipboard writes), NUL truncates C strings, CR/LF
+#: forge extra chat lines, and U+009B is a one-character CSI. docs/protocol.md §6.1.
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(slots=True)
@@ -29,11 +35,17 @@ class Member:
 
 
 def validate_enter(body: Any) -> tuple[str, int] | None:
-    """``(uname, usex)`` if the Enter body is valid (PROTOCOL.md §4.1), else None."""
+    """``(uname, usex)`` if the Enter body is valid (docs/protocol.md §6.1), else None.
+
+    A valid uname is 1-32 characters with no control character (`CONTROL_CHARS`): names are
+    shown to every other member, in terminals as well as in pages.
+    """
     if type(body) is not dict:
         return None
     uname, usex = body.get("uname"), body.get("usex")
     if type(uname) is not str or not 1 <= len(uname) <= MAX_UNAME:
+        return None
+    if CONTROL_CHARS.search(uname) is not None:
         return None
     if type(usex) is not int or usex not in (0, 1):
         return None
@@ -41,7 +53,11 @@ def validate_enter(body: Any) -> tuple[str, int] | None:
 
 
 def validate_msg(body: Any, max_len: int) -> str | None:
+    """The message if it is a string of at most ``max_len`` characters with no control
+    character (`CONTROL_CHARS`; tab and newline included), else None."""
     if type(body) is not str or len(body) > max_len:
+        return None
+    if CONTROL_CHARS.search(body) is not None:
         return None
     return body
 
