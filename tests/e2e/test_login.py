@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import pytest
 
+from netbus.client.guest import new_guest_key
 from netbus.protocol.codec import Writer
 from netbus.protocol.commands import AuthCmd, AuthStatus, Stype
 from netbus.protocol.header import ProtoType, pack_header
 
 from .cluster import Cluster
-from .helpers import Clients, new_key
+from .helpers import ISSUED_KEYS, Clients, new_key
 
 REPLY_KEYS = {"status", "uid", "unick", "usex", "uface", "uvip", "guest_key"}
 
@@ -78,6 +80,37 @@ async def test_malformed_key_is_invalid_params(
         # The refusal costs nothing: the same connection logs in with a good key.
         good = new_key()
         check_ok(await client.guest_login(good), good)
+
+
+#: keys that are well formed but guessable: refused by the variety rule (issue 10 item 20)
+GUESSABLE_KEYS = [
+    "a" * 16,
+    "a" * 64,
+    "ab" * 8,
+    "0000000000000000",
+    "abcdefg" * 3,  # 7 distinct characters
+    "1234567" * 9,  # 63 characters, still 7 distinct
+    "a" * 24 + "bcdefgh1",  # 8 distinct, but one character is 3/4 of the key
+]
+
+
+async def test_guessable_key_is_invalid_params(cluster: Cluster, clients: Clients) -> None:
+    client = await clients.open(cluster.tcp_url)
+    for key in GUESSABLE_KEYS:
+        reply = await client.request(Stype.Auth, AuthCmd.GUEST_LOGIN, key)
+        assert reply == {"status": AuthStatus.INVALID_PARAMS}, key
+        assert client.uid == 0
+    # What the shipped clients make passes: the golden example, a `new_guest_key` key (the
+    # browser page makes the same kind), 32 hex digits, and a key with exactly 8 distinct
+    # characters where none fills more than half.
+    for key in (
+        "0123456789abcdefABCDEF_-ghijklmn",
+        new_guest_key(),
+        secrets.token_hex(16),
+        "a" * 8 + "bcdefgh1",
+    ):
+        ISSUED_KEYS.add(key)
+        check_ok(await (await clients.open(cluster.tcp_url)).guest_login(key), key)
 
 
 @pytest.mark.parametrize("kind", ["tcp", "ws"])

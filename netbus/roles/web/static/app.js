@@ -16,6 +16,7 @@ import {
   Stype,
   TalkroomStatus,
 } from "./netbus.js";
+import { newGuestKey, validGuestKey } from "./guestkey.js";
 
 // ---------------------------------------------------------------------------- configuration
 
@@ -27,8 +28,6 @@ const TALK = { protoType: params.get("proto") === "buf" ? ProtoType.BUF : ProtoT
 const KEY_STORAGE = "netbus.guestKey";
 const NAME_STORAGE = "netbus.uname";
 const SEX_STORAGE = "netbus.usex";
-const KEY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"; // 64
-const KEY_PATTERN = /^[A-Za-z0-9_-]{16,64}$/;
 const MAX_LINES = 500; // message lines kept in the DOM
 const RECONNECT_MAX_MS = 30_000;
 
@@ -69,15 +68,10 @@ const storage = {
   },
 };
 
-/** 32 characters from A–Z a–z 0–9 _ -; 64 symbols, so `byte & 63` is unbiased. */
-function newGuestKey() {
-  const bytes = crypto.getRandomValues(new Uint8Array(32));
-  return Array.from(bytes, (b) => KEY_ALPHABET[b & 63]).join("");
-}
-
+/** The stored key, or a new one when there is none (or one the center would refuse). */
 function loadGuestKey() {
   let key = storage.get(KEY_STORAGE);
-  if (!key || !KEY_PATTERN.test(key)) {
+  if (!validGuestKey(key)) {
     key = newGuestKey();
     storage.set(KEY_STORAGE, key);
   }
