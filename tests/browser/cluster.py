@@ -256,6 +256,21 @@ gateway_url = "{self.ws_url}"
         links = [state for svc in doc.get("services", {}).values() for state in svc.values()]
         return len(links) == 2 and all(state == "up" for state in links)
 
+    def link_states(self) -> dict[str, list[str]]:
+        """service name -> the states ("up"/"down") of the gateway's links to it."""
+        status, doc = http_json(self.admin_url("gateway") + "/healthz")
+        if status != 200 or not isinstance(doc, dict):
+            return {}
+        return {name: list(links.values()) for name, links in doc.get("services", {}).items()}
+
+    async def wait_link_down(self, service: str, timeout: float = START_TIMEOUT) -> None:
+        """Poll the gateway's /healthz until its links to ``service`` are all down."""
+        deadline = time.monotonic() + timeout
+        while "up" in (await asyncio.to_thread(self.link_states)).get(service, ["up"]):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{service} links still up after {timeout}s\n{self.log()}")
+            await asyncio.sleep(0.1)
+
     async def wait_services_up(self, timeout: float = START_TIMEOUT) -> None:
         """Poll the gateway's /healthz until both service links are up."""
         deadline = time.monotonic() + timeout

@@ -376,3 +376,82 @@ async def page_key(context: Any, url: str) -> str:
         return str(await page.evaluate("localStorage.getItem('netbus.guestKey')"))
     finally:
         await page.close()
+
+
+def banner_about(page: Any, kind: str, stype: int) -> Any:
+    return page.locator(
+        f'[data-testid="banner"][data-kind="{kind}"][data-stype="{stype}"]:not([hidden])'
+    )
+
+
+@contextlib.contextmanager
+def supervisor_paused(cluster: UpCluster) -> Iterator[None]:
+    """`netbus up` frozen, so that a role killed meanwhile stays down until we go on."""
+    os.kill(cluster.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(cluster.pid, signal.SIGCONT)
+
+
+AUTH = 2  #: the login service's stype (docs/protocol.md §6.2)
+
+
+async def test_signed_in_page_clears_its_banner_when_the_login_service_returns(
+    browser: Any, up_cluster: UpCluster, artifacts: Path, page_errors: list[str]
+) -> None:
+    """Issue 10 item 12, page side: the center goes down (the page says so) and comes back;
+    SERVICE_AVAILABLE clears the banner instead of leaving a stale warning up."""
+    expect = _expect()
+    ctx = await browser.new_context(viewport=VIEWPORT, locale="en-US")
+    pages: dict[str, Any] = {}
+    try:
+        page, uid = await open_page(ctx, up_cluster.web_url, page_errors)
+        pages["page"] = page
+        with supervisor_paused(up_cluster):
+            os.kill(up_cluster.role_pids()["center"], signal.SIGKILL)
+            await expect(banner_about(page, "unavailable", AUTH)).to_be_visible()
+        await expect(tid(page, "banner")).to_be_hidden(timeout=RECOVERY_TIMEOUT)
+        await expect(tid(page, "status")).to_have_attribute("data-state", "ready")
+        await expect(tid(page, "uid")).to_have_text(uid)
+        await enter_room(page, "Dora", "1")  # and the page still works
+    except BaseException:
+        await screenshot_failure(pages, artifacts)
+        raise
+    finally:
+        await ctx.close()
+
+
+async def test_page_whose_login_failed_in_an_outage_signs_in_when_it_returns(
+    browser: Any, up_cluster: UpCluster, artifacts: Path, page_errors: list[str]
+) -> None:
+    """Issue 10 item 12: a page opened while the center is down fails to sign in; when the
+    gateway says the login service is back (it tells pre-login connections that used it),
+    the page signs in by itself."""
+    pytest.importorskip(
+        "netbus.gateway.notices",
+        reason="needs the gateway that sends SERVICE_AVAILABLE to pre-login connections",
+    )
+    expect = _expect()
+    ctx = await browser.new_context(viewport=VIEWPORT, locale="en-US")
+    pages: dict[str, Any] = {}
+    try:
+        with supervisor_paused(up_cluster):
+            os.kill(up_cluster.role_pids()["center"], signal.SIGKILL)
+            await up_cluster.wait_link_down("auth")
+            page = await ctx.new_page()
+            pages["page"] = page
+            watch_errors(page, page_errors)
+            await page.goto(up_cluster.web_url)
+            await expect(tid(page, "status")).to_have_attribute("data-state", "failed")
+            await expect(banner_about(page, "unavailable", AUTH)).to_be_visible()
+        await expect(tid(page, "status")).to_have_attribute(
+            "data-state", "ready", timeout=RECOVERY_TIMEOUT
+        )
+        await expect(tid(page, "uid")).to_have_text(UID)
+        await expect(tid(page, "banner")).to_be_hidden()
+    except BaseException:
+        await screenshot_failure(pages, artifacts)
+        raise
+    finally:
+        await ctx.close()
