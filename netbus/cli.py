@@ -6,6 +6,7 @@ import asyncio
 import logging
 import shlex
 import shutil
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ from netbus.config import ListenerConfig, Settings, load_settings
 from netbus.errors import ConfigError
 from netbus.log import setup_logging
 from netbus.runtime import LoopName, run, wait_for_signal
-from netbus.supervisor import announce_ready
+from netbus.supervisor import announce_ready, arm_parent_death_signal, watch_lifeline
 
 __all__ = ["main"]
 
@@ -62,6 +63,8 @@ def _serve(
     ``admin=False`` for a role that serves its own admin app (web; its ``admin_port``).
     """
     setup_logging(role, level=settings.log.level, json_format=settings.log.json_format)
+    if not arm_parent_death_signal():
+        raise click.ClickException(f"{role}: netbus up is gone; not starting")
 
     async def main() -> None:
         from netbus.admin import build_admin
@@ -83,12 +86,22 @@ def _serve(
         # role as soon as it reads that line, and the default action would kill it undrained.
         stop = asyncio.ensure_future(wait_for_signal())
         await asyncio.sleep(0)  # lets wait_for_signal install its handlers
+        # Under `netbus up`: stop as on SIGTERM when the supervisor is gone, however it ended.
+        orphaned = watch_lifeline()
         announce_ready(role, **_ports(server), admin_port=admin_port)
-        sig = await stop
-        log.info("%s: %s received, shutting down", role, sig.name)
+        await asyncio.wait(
+            {stop} | ({orphaned} if orphaned else set()), return_when=asyncio.FIRST_COMPLETED
+        )
+        if stop.done():
+            log.info("%s: %s received, shutting down", role, stop.result().name)
+        else:  # its SIGTERM (parent-death signal) may follow: `stop` still catches it
+            log.warning("%s: netbus up is gone, shutting down", role)
+        if orphaned is not None:
+            orphaned.cancel()
         if admin_app is not None:
             await admin_app.close()
         await server.close()
+        stop.cancel()
 
     run(main, loop=loop)
 
@@ -243,26 +256,62 @@ def up(config: str | None, loop: LoopName, gateways: int) -> None:
             role_name = gw.id if gateways > 1 else "gateway"
             roles.append(RoleProcess(role_name, [*base, "gateway", *extra], env=env))
 
+    exit_code = 0
+
     async def main_() -> None:
-        sup = Supervisor(roles)
-        # Handle SIGINT/SIGTERM from the start: a signal while the roles are starting (or
-        # while one cannot start) must stop the children, not kill `up` and orphan them.
-        stop = asyncio.ensure_future(wait_for_signal())
-        await asyncio.sleep(0)  # lets wait_for_signal install its handlers
+        nonlocal exit_code
+        from netbus.supervisor import Output, RoleFailed
+
+        # One event stops the cluster: a stop signal, or our output breaking. The handlers
+        # stay installed until the children are gone, so a second signal (or a write to a
+        # closed pipe) during the stop cannot kill `up` half way. SIGHUP: the terminal was
+        # closed; SIGPIPE: whoever read our output is gone.
+        stopping = asyncio.Event()
+        running_loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            running_loop.add_signal_handler(sig, stopping.set)
+        out = Output(sys.stdout, on_broken=stopping.set)
+        err = Output(sys.stderr, on_broken=stopping.set)
+        sup = Supervisor(roles, out=out, err=err)
         starting = asyncio.ensure_future(sup.start())
+        stop = asyncio.ensure_future(stopping.wait())
         try:
             await asyncio.wait({starting, stop}, return_when=asyncio.FIRST_COMPLETED)
-            if not stop.done():
-                starting.result()
-                _print_banner(settings, layout if gateways > 1 else None, config)
+            if starting.done():
+                try:
+                    starting.result()
+                except RoleFailed as exc:
+                    err.line(f"netbus up: {exc}; stopping the cluster")
+                    exit_code = 1
+                    return
+                out.line(_banner(settings, layout if gateways > 1 else None, config))
+                # A role given up on from now on leaves the rest serving (degraded, and
+                # `up` exits non-zero when it stops).
                 await stop
         finally:
             starting.cancel()
             stop.cancel()
-            print("netbus up: stopping", flush=True)
+            out.line("netbus up: stopping")
             await sup.stop()
+            if sup.failed_roles:
+                exit_code = 1
 
-    run(main_, loop=loop)
+    try:
+        run(main_, loop=loop)
+    finally:
+        # Closing the loop put SIGPIPE back to its default action (death); Python ignores
+        # it, so a broken pipe is an exception we handle.
+        if hasattr(signal, "SIGPIPE"):
+            signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    sys.exit(exit_code)
+
+
+#: signals that stop `netbus up` (and with it the cluster) cleanly
+STOP_SIGNALS = tuple(
+    getattr(signal, name)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGPIPE")
+    if hasattr(signal, name)  # SIGHUP and SIGPIPE are POSIX only
+)
 
 
 def _redacted(url: str) -> str:
@@ -368,9 +417,9 @@ def _check_redis(url: str) -> None:
         client.close()
 
 
-def _print_banner(
+def _banner(
     settings: Settings, layout: list[GatewaySlot] | None = None, config: str | None = None
-) -> None:
+) -> str:
     lines = ["netbus up: cluster ready"]
     gateways = [(settings.gateway.id, settings.gateway.listeners)]
     if layout:
@@ -386,7 +435,7 @@ def _print_banner(
         lines.append(f"  health    http://{web.admin_host}:{web.admin_port}/healthz")
     lines.append(f"  chat      {chat_command(settings, gateways[0][1], config)}")
     lines.append("  Ctrl-C stops everything.")
-    print("\n".join(lines), flush=True)
+    return "\n".join(lines)
 
 
 def chat_command(settings: Settings, listeners: list[ListenerConfig], config: str | None) -> str:
