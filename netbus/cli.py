@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shlex
-import shutil
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import click
 import orjson
@@ -18,6 +16,14 @@ import orjson
 from netbus.bench import bench
 from netbus.config import ListenerConfig, Settings, load_settings
 from netbus.errors import ConfigError
+from netbus.layout import (
+    GatewaySlot,
+    chat_command,
+    cluster_health_targets,
+    gateway_client_url,
+    gateway_layout,
+    listener_url,
+)
 from netbus.log import setup_logging
 from netbus.runtime import LoopName, run, wait_for_signal
 from netbus.supervisor import announce_ready, arm_parent_death_signal, watch_lifeline
@@ -136,7 +142,6 @@ def talkroom(
     host: str | None,
 ) -> None:
     """Run the talkroom service (gateways connect to talkroom.port, default 6084)."""
-    from netbus.config import ListenerConfig
     from netbus.roles.talkroom.app import build_talkroom
 
     settings = _settings(config)
@@ -240,7 +245,10 @@ def up(config: str | None, loop: LoopName, gateways: int) -> None:
         )
     if redis_url:
         _check_redis(redis_url)
-    layout = gateway_layout(settings, gateways)
+    try:
+        layout = gateway_layout(settings, gateways)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     web_env = dict(common_env)
     if gateways > 1 and not settings.web.health_targets:
         targets = cluster_health_targets(settings, layout)
@@ -327,76 +335,6 @@ def _cluster_roles() -> list[str]:
     return roles
 
 
-def cluster_health_targets(settings: Settings, layout: list[GatewaySlot]) -> dict[str, str]:
-    """The web role's health targets for `netbus up --gateways N`: center and talkroom as
-    configured, and every gateway of ``layout`` by its id (not only the configured one)."""
-    from netbus.admin import admin_targets
-
-    targets = {name: url for name, url in admin_targets(settings).items() if name != "gateway"}
-    host = settings.gateway.admin_host
-    host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-    host = f"[{host}]" if ":" in host else host
-    for slot in layout:
-        if slot.admin_port:
-            targets[slot.id] = f"http://{host}:{slot.admin_port}"
-        else:
-            log.warning("%s has no fixed admin port: the web role cannot check it", slot.id)
-    return targets
-
-
-class GatewaySlot(NamedTuple):
-    """One gateway of `netbus up --gateways N`: its id, listeners, admin port and env."""
-
-    id: str
-    listeners: list[ListenerConfig]
-    admin_port: int | None
-    env: dict[str, str]
-
-
-def gateway_layout(settings: Settings, count: int) -> list[GatewaySlot]:
-    """Ids gw1..gwN and ports: gateway i (from 0) adds 2*k to every configured port, with
-    k = i unless that would hit a port of another role (or of an earlier gateway); such
-    offsets are skipped. Port 0 ("any free port") stays 0.
-
-    Raises:
-        click.ClickException: the ports would pass 65535.
-    """
-    cfg = settings.gateway
-    admin = getattr(cfg, "admin_port", None)
-    reserved = {settings.talkroom.port, settings.center.port, settings.web.port}
-    reserved.add(settings.web.admin_port)
-    for role_cfg in (settings.talkroom, settings.center):
-        reserved.add(getattr(role_cfg, "admin_port", 0))
-    reserved.discard(0)
-    used: set[int] = set()
-    slots: list[GatewaySlot] = []
-    k = 0
-    while len(slots) < count:
-        ports = [lst.port + 2 * k if lst.port else 0 for lst in cfg.listeners]
-        admin_k = admin + 2 * k if admin else admin
-        taken = {p for p in ports if p} | ({admin_k} if admin_k else set())
-        k += 1
-        if any(p > 65535 for p in taken):
-            raise click.ClickException(f"{count} gateways do not fit below port 65536")
-        if taken & (reserved | used):
-            continue
-        used |= taken
-        gw_id = f"gw{len(slots) + 1}"
-        listeners = [
-            lst.model_copy(update={"port": p}) for lst, p in zip(cfg.listeners, ports, strict=True)
-        ]
-        env = {
-            "NETBUS_GATEWAY__ID": gw_id,
-            "NETBUS_GATEWAY__LISTENERS": orjson.dumps(
-                [lst.model_dump(mode="json") for lst in listeners]
-            ).decode(),
-        }
-        if admin_k is not None:
-            env["NETBUS_GATEWAY__ADMIN_PORT"] = str(admin_k)
-        slots.append(GatewaySlot(gw_id, listeners, admin_k, env))
-    return slots
-
-
 def _check_redis(url: str) -> None:
     """Fail `netbus up` with a clear message when the configured Redis does not answer."""
     import redis
@@ -428,7 +366,7 @@ def _banner(
     for gw_id, listeners in gateways:
         for lst in listeners:
             label = gw_id if layout else "gateway"
-            lines.append(f"  {label:<9} {_listener_url(lst)}")
+            lines.append(f"  {label:<9} {listener_url(lst)}")
     if "web" in main.commands:
         web = settings.web
         lines.append(f"  browser   http://{web.host}:{web.port}/")
@@ -436,59 +374,6 @@ def _banner(
     lines.append(f"  chat      {chat_command(settings, gateways[0][1], config)}")
     lines.append("  Ctrl-C stops everything.")
     return "\n".join(lines)
-
-
-def chat_command(settings: Settings, listeners: list[ListenerConfig], config: str | None) -> str:
-    """A ``netbus chat`` command line that reaches the first gateway of this cluster.
-
-    It names the program as this process was started (``netbus`` when that is what the PATH
-    finds, else its path or ``python -m netbus``), the config file by its absolute path, and
-    ``--url`` only when the config alone would lead elsewhere (``--gateways``, port 0).
-    """
-    argv0 = Path(sys.argv[0])
-    if argv0.name == "netbus":
-        found = shutil.which("netbus")
-        same = found is not None and Path(found).resolve() == argv0.resolve()
-        words = ["netbus" if same else str(argv0.resolve())]
-    else:
-        words = [sys.executable, "-m", "netbus"]
-    words.append("chat")
-    if config:
-        words += ["--config", str(Path(config).resolve())]
-    fixed = [lst for lst in listeners if lst.port]
-    fixed.sort(key=lambda lst: lst.kind != "tcp")
-    try:
-        implied: str | None = gateway_client_url(settings)
-    except click.ClickException:
-        implied = None
-    if fixed and _listener_url(fixed[0]) != implied:
-        words += ["--url", _listener_url(fixed[0])]
-    return shlex.join(words)
-
-
-def gateway_client_url(settings: Settings) -> str:
-    """The URL ``netbus chat`` uses for a configuration: its gateway's first TCP listener
-    (else its first WebSocket listener), with wildcard addresses reached over loopback.
-
-    Raises:
-        click.ClickException: no listener has a fixed port.
-    """
-    listeners = [lst for lst in settings.gateway.listeners if lst.port]
-    listeners.sort(key=lambda lst: lst.kind != "tcp")
-    if not listeners:
-        raise click.ClickException(
-            "the gateway listeners of this config have no fixed port; pass --url"
-        )
-    return _listener_url(listeners[0])
-
-
-def _listener_url(lst: ListenerConfig) -> str:
-    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(lst.host, lst.host)
-    if ":" in host:
-        host = f"[{host}]"
-    scheme = {"tcp": "tls", "ws": "wss"}[lst.kind] if lst.is_encrypt else lst.kind
-    path = "/ws" if lst.kind == "ws" else ""
-    return f"{scheme}://{host}:{lst.port}{path}"
 
 
 @main.command()
@@ -527,7 +412,10 @@ def chat(
     from netbus.client.chat import run_chat
 
     if url is None:
-        url = gateway_client_url(_settings(config))
+        try:
+            url = gateway_client_url(_settings(config))
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
     code = asyncio.run(
         run_chat(url, key_file=key_file, name=name, sex=sex, buf=buf, login=not standalone)
     )

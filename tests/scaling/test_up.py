@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from netbus.cli import gateway_layout, main
+from netbus.cli import main
 from netbus.client import Client
 from netbus.config import load_settings
+from netbus.layout import gateway_layout
 from netbus.protocol.commands import AuthCmd, Stype
 from tests.e2e.cluster import live_pids_with_arg
 from tests.registry.redis_server import REDIS_URL, delete_prefix, free_port, unique_prefix

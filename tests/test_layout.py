@@ -1,4 +1,5 @@
-"""netbus/cli.py: which gateway `netbus chat` picks, and the chat command `netbus up` prints."""
+"""netbus/layout.py: which gateway `netbus chat` picks, the chat command `netbus up` prints,
+and the health targets of a cluster with several gateways."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ import shlex
 import sys
 from pathlib import Path
 
-import click
 import pytest
 
-from netbus.cli import chat_command, gateway_client_url, gateway_layout
 from netbus.config import ListenerConfig, load_settings
+from netbus.errors import ConfigError
+from netbus.layout import chat_command, cluster_health_targets, gateway_client_url, gateway_layout
 
 
 def _listeners(*items: ListenerConfig) -> dict[str, object]:
@@ -28,7 +29,7 @@ def test_chat_url_from_config() -> None:
     assert gateway_client_url(load_settings(**ws_only)) == "wss://[::1]:7001/ws"
     tls = _listeners(ListenerConfig(kind="tcp", host="play.example", port=7000, is_encrypt=True))
     assert gateway_client_url(load_settings(**tls)) == "tls://play.example:7000"
-    with pytest.raises(click.ClickException, match="--url"):
+    with pytest.raises(ConfigError, match="--url"):
         gateway_client_url(load_settings(**_listeners(ListenerConfig(port=0))))
 
 
@@ -44,3 +45,15 @@ def test_up_banner_chat_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     words = shlex.split(chat_command(settings, gw2.listeners, str(config)))
     assert words[-2:] == ["--url", "tcp://127.0.0.1:7102"]
     assert shlex.split(chat_command(load_settings(), [ListenerConfig()], None))[-1] == "chat"
+
+
+def test_health_targets_list_every_gateway() -> None:
+    settings = load_settings()
+    targets = cluster_health_targets(settings, gateway_layout(settings, 3))
+    assert targets == {
+        "center": "http://127.0.0.1:9086",
+        "talkroom": "http://127.0.0.1:9084",
+        "gw1": "http://127.0.0.1:9080",
+        "gw2": "http://127.0.0.1:9082",
+        "gw3": "http://127.0.0.1:9088",
+    }
