@@ -45,7 +45,7 @@ def validate_enter(body: Any) -> tuple[str, int] | None:
     uname, usex = body.get("uname"), body.get("usex")
     if type(uname) is not str or not 1 <= len(uname) <= MAX_UNAME:
         return None
-    if CONTROL_CHARS.search(uname) is not None:
+    if _has_control(uname):
         return None
     if type(usex) is not int or usex not in (0, 1):
         return None
@@ -57,9 +57,15 @@ def validate_msg(body: Any, max_len: int) -> str | None:
     character (`CONTROL_CHARS`; tab and newline included), else None."""
     if type(body) is not str or len(body) > max_len:
         return None
-    if CONTROL_CHARS.search(body) is not None:
+    if _has_control(body):
         return None
     return body
+
+
+def _has_control(text: str) -> bool:
+    # isprintable() is false for every control character (and for some harmless ones, such
+    # as NBSP or the emoji joiner ZWJ): a C-speed answer for most text, the regex otherwise.
+    return not text.isprintable() and CONTROL_CHARS.search(text) is not None
 
 
 class Room:
