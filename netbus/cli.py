@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import click
 import orjson
@@ -16,9 +17,17 @@ from netbus.cli_plugins import plugin_commands
 from netbus.cluster import cluster_secret
 from netbus.config import ListenerConfig, Settings, load_settings
 from netbus.errors import ConfigError
+from netbus.layout import (
+    GatewaySlot,
+    chat_command,
+    cluster_health_targets,
+    gateway_client_url,
+    gateway_layout,
+    listener_url,
+)
 from netbus.log import setup_logging
 from netbus.runtime import LoopName, run, wait_for_signal
-from netbus.supervisor import announce_ready
+from netbus.supervisor import announce_ready, arm_parent_death_signal, watch_lifeline
 
 __all__ = ["main"]
 
@@ -58,9 +67,11 @@ def _serve(
 ) -> None:
     """Start a role server and its admin HTTP app, announce them, run until SIGINT/SIGTERM.
 
-    ``admin=False`` for a role that serves /metrics and /healthz on its own port (web).
+    ``admin=False`` for a role that serves its own admin app (web; its ``admin_port``).
     """
     setup_logging(role, level=settings.log.level, json_format=settings.log.json_format)
+    if not arm_parent_death_signal():
+        raise click.ClickException(f"{role}: netbus up is gone; not starting")
 
     async def main() -> None:
         from netbus.admin import build_admin
@@ -77,17 +88,27 @@ def _serve(
         except OSError as exc:
             await server.close()
             raise click.ClickException(f"{role}: cannot start the admin HTTP: {exc}") from None
-        admin_port = admin_app.port if admin_app is not None else getattr(server, "port", 0)
+        admin_port = admin_app.port if admin_app is not None else server.admin_port
         # Handle SIGINT/SIGTERM before saying READY: a supervisor (or a test) may stop the
         # role as soon as it reads that line, and the default action would kill it undrained.
         stop = asyncio.ensure_future(wait_for_signal())
         await asyncio.sleep(0)  # lets wait_for_signal install its handlers
+        # Under `netbus up`: stop as on SIGTERM when the supervisor is gone, however it ended.
+        orphaned = watch_lifeline()
         announce_ready(role, **_ports(server), admin_port=admin_port)
-        sig = await stop
-        log.info("%s: %s received, shutting down", role, sig.name)
+        await asyncio.wait(
+            {stop} | ({orphaned} if orphaned else set()), return_when=asyncio.FIRST_COMPLETED
+        )
+        if stop.done():
+            log.info("%s: %s received, shutting down", role, stop.result().name)
+        else:  # its SIGTERM (parent-death signal) may follow: `stop` still catches it
+            log.warning("%s: netbus up is gone, shutting down", role)
+        if orphaned is not None:
+            orphaned.cancel()
         if admin_app is not None:
             await admin_app.close()
         await server.close()
+        stop.cancel()
 
     run(main, loop=loop)
 
@@ -122,7 +143,6 @@ def talkroom(
     host: str | None,
 ) -> None:
     """Run the talkroom service (gateways connect to talkroom.port, default 6084)."""
-    from netbus.config import ListenerConfig
     from netbus.roles.talkroom.app import build_talkroom
 
     settings = _settings(config)
@@ -196,7 +216,8 @@ def _warn_split_talkroom(settings: Settings) -> None:
 @click.option("--host", default=None, help="Listen address (default web.host, 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="HTTP port (default web.port, 8080).")
 def web(config: str | None, loop: LoopName, host: str | None, port: int | None) -> None:
-    """Run the web role: browser client, /config.js, cluster /healthz and /metrics."""
+    """Run the web role: browser client, /config.js, public /healthz (ok/degraded); the
+    cluster's detailed /healthz and /metrics on web.admin_port."""
     from netbus.roles.web.app import build_web
 
     settings = _settings(config)
@@ -243,39 +264,80 @@ def up(config: str | None, loop: LoopName, gateways: int) -> None:
         _check_redis(redis_url)
     try:  # before the roles start, so they all find the same one (docs/security.md)
         cluster_secret(settings)
+        layout = gateway_layout(settings, gateways)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    layout = gateway_layout(settings, gateways)
+    web_env = dict(common_env)
+    if gateways > 1 and not settings.web.health_targets:
+        targets = cluster_health_targets(settings, layout)
+        web_env["NETBUS_WEB__HEALTH_TARGETS"] = orjson.dumps(targets).decode()
     roles = []
     for name in _cluster_roles():
         if name != "gateway":
-            roles.append(RoleProcess(name, [*base, name, *extra], env=dict(common_env)))
+            env = web_env if name == "web" else dict(common_env)
+            roles.append(RoleProcess(name, [*base, name, *extra], env=env))
             continue
         for gw in layout:
             env = {**common_env, **gw.env} if gateways > 1 else dict(common_env)
             role_name = gw.id if gateways > 1 else "gateway"
             roles.append(RoleProcess(role_name, [*base, "gateway", *extra], env=env))
 
+    exit_code = 0
+
     async def main_() -> None:
-        sup = Supervisor(roles)
-        # Handle SIGINT/SIGTERM from the start: a signal while the roles are starting (or
-        # while one cannot start) must stop the children, not kill `up` and orphan them.
-        stop = asyncio.ensure_future(wait_for_signal())
-        await asyncio.sleep(0)  # lets wait_for_signal install its handlers
+        nonlocal exit_code
+        from netbus.supervisor import Output, RoleFailed
+
+        # One event stops the cluster: a stop signal, or our output breaking. The handlers
+        # stay installed until the children are gone, so a second signal (or a write to a
+        # closed pipe) during the stop cannot kill `up` half way. SIGHUP: the terminal was
+        # closed; SIGPIPE: whoever read our output is gone.
+        stopping = asyncio.Event()
+        running_loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            running_loop.add_signal_handler(sig, stopping.set)
+        out = Output(sys.stdout, on_broken=stopping.set)
+        err = Output(sys.stderr, on_broken=stopping.set)
+        sup = Supervisor(roles, out=out, err=err)
         starting = asyncio.ensure_future(sup.start())
+        stop = asyncio.ensure_future(stopping.wait())
         try:
             await asyncio.wait({starting, stop}, return_when=asyncio.FIRST_COMPLETED)
-            if not stop.done():
-                starting.result()
-                _print_banner(settings, layout if gateways > 1 else None)
+            if starting.done():
+                try:
+                    starting.result()
+                except RoleFailed as exc:
+                    err.line(f"netbus up: {exc}; stopping the cluster")
+                    exit_code = 1
+                    return
+                out.line(_banner(settings, layout if gateways > 1 else None, config))
+                # A role given up on from now on leaves the rest serving (degraded, and
+                # `up` exits non-zero when it stops).
                 await stop
         finally:
             starting.cancel()
             stop.cancel()
-            print("netbus up: stopping", flush=True)
+            out.line("netbus up: stopping")
             await sup.stop()
+            if sup.failed_roles:
+                exit_code = 1
 
-    run(main_, loop=loop)
+    try:
+        run(main_, loop=loop)
+    finally:
+        # Closing the loop put SIGPIPE back to its default action (death); Python ignores
+        # it, so a broken pipe is an exception we handle.
+        if hasattr(signal, "SIGPIPE"):
+            signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    sys.exit(exit_code)
+
+
+#: signals that stop `netbus up` (and with it the cluster) cleanly
+STOP_SIGNALS = tuple(
+    getattr(signal, name)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGPIPE")
+    if hasattr(signal, name)  # SIGHUP and SIGPIPE are POSIX only
+)
 
 
 def _redacted(url: str) -> str:
@@ -289,58 +351,6 @@ def _cluster_roles() -> list[str]:
     if "web" in main.commands:
         roles.append("web")
     return roles
-
-
-class GatewaySlot(NamedTuple):
-    """One gateway of `netbus up --gateways N`: its id, listeners, admin port and env."""
-
-    id: str
-    listeners: list[ListenerConfig]
-    admin_port: int | None
-    env: dict[str, str]
-
-
-def gateway_layout(settings: Settings, count: int) -> list[GatewaySlot]:
-    """Ids gw1..gwN and ports: gateway i (from 0) adds 2*k to every configured port, with
-    k = i unless that would hit a port of another role (or of an earlier gateway); such
-    offsets are skipped. Port 0 ("any free port") stays 0.
-
-    Raises:
-        click.ClickException: the ports would pass 65535.
-    """
-    cfg = settings.gateway
-    admin = getattr(cfg, "admin_port", None)
-    reserved = {settings.talkroom.port, settings.center.port, settings.web.port}
-    for role_cfg in (settings.talkroom, settings.center):
-        reserved.add(getattr(role_cfg, "admin_port", 0))
-    reserved.discard(0)
-    used: set[int] = set()
-    slots: list[GatewaySlot] = []
-    k = 0
-    while len(slots) < count:
-        ports = [lst.port + 2 * k if lst.port else 0 for lst in cfg.listeners]
-        admin_k = admin + 2 * k if admin else admin
-        taken = {p for p in ports if p} | ({admin_k} if admin_k else set())
-        k += 1
-        if any(p > 65535 for p in taken):
-            raise click.ClickException(f"{count} gateways do not fit below port 65536")
-        if taken & (reserved | used):
-            continue
-        used |= taken
-        gw_id = f"gw{len(slots) + 1}"
-        listeners = [
-            lst.model_copy(update={"port": p}) for lst, p in zip(cfg.listeners, ports, strict=True)
-        ]
-        env = {
-            "NETBUS_GATEWAY__ID": gw_id,
-            "NETBUS_GATEWAY__LISTENERS": orjson.dumps(
-                [lst.model_dump(mode="json") for lst in listeners]
-            ).decode(),
-        }
-        if admin_k is not None:
-            env["NETBUS_GATEWAY__ADMIN_PORT"] = str(admin_k)
-        slots.append(GatewaySlot(gw_id, listeners, admin_k, env))
-    return slots
 
 
 def _check_redis(url: str) -> None:
@@ -363,7 +373,9 @@ def _check_redis(url: str) -> None:
         client.close()
 
 
-def _print_banner(settings: Settings, layout: list[GatewaySlot] | None = None) -> None:
+def _banner(
+    settings: Settings, layout: list[GatewaySlot] | None = None, config: str | None = None
+) -> str:
     lines = ["netbus up: cluster ready"]
     gateways = [(settings.gateway.id, settings.gateway.listeners)]
     if layout:
@@ -371,24 +383,24 @@ def _print_banner(settings: Settings, layout: list[GatewaySlot] | None = None) -
         lines.append(f"  redis     {_redacted(settings.redis.url or '')}")
     for gw_id, listeners in gateways:
         for lst in listeners:
-            scheme = {"tcp": "tls", "ws": "wss"}[lst.kind] if lst.is_encrypt else lst.kind
-            path = "/ws" if lst.kind == "ws" else ""
             label = gw_id if layout else "gateway"
-            lines.append(f"  {label:<9} {scheme}://{lst.host}:{lst.port}{path}")
+            lines.append(f"  {label:<9} {listener_url(lst)}")
     if "web" in main.commands:
-        lines.append(f"  browser   http://{settings.web.host}:{settings.web.port}/")
-        lines.append(f"  health    http://{settings.web.host}:{settings.web.port}/healthz")
-    lines.append("  chat      netbus chat")
+        web = settings.web
+        lines.append(f"  browser   http://{web.host}:{web.port}/")
+        lines.append(f"  health    http://{web.admin_host}:{web.admin_port}/healthz")
+    lines.append(f"  chat      {chat_command(settings, gateways[0][1], config)}")
     lines.append("  Ctrl-C stops everything.")
-    print("\n".join(lines), flush=True)
+    return "\n".join(lines)
 
 
 @main.command()
+@_config_option
 @click.option(
     "--url",
-    default="tcp://127.0.0.1:6080",
-    show_default=True,
-    help="Gateway URL: tcp://, tls://, ws://host:port/ws or wss://.",
+    default=None,
+    help="Gateway URL: tcp://, tls://, ws://host:port/ws or wss://. Default: the first"
+    " gateway listener of --config (tcp://127.0.0.1:6080 with the built-in defaults).",
 )
 @click.option(
     "--key-file",
@@ -401,11 +413,31 @@ def _print_banner(settings: Settings, layout: list[GatewaySlot] | None = None) -
 @click.option("--sex", type=click.IntRange(0, 1), default=0, show_default=True)
 @click.option("--buf", is_flag=True, help="Use BUF bodies instead of JSON for the talkroom.")
 @click.option("--standalone", is_flag=True, help="Talk to a standalone talkroom (no login).")
-def chat(url: str, key_file: str, name: str | None, sex: int, buf: bool, standalone: bool) -> None:
-    """Chat in the talkroom from a terminal (logs in as a guest first)."""
+def chat(
+    config: str | None,
+    url: str | None,
+    key_file: str,
+    name: str | None,
+    sex: int,
+    buf: bool,
+    standalone: bool,
+) -> None:
+    """Chat in the talkroom from a terminal (logs in as a guest first).
+
+    Exits when you type /quit or end the input (status 0), or as soon as the server closes
+    the connection (status 1).
+    """
     from netbus.client.chat import run_chat
 
-    asyncio.run(run_chat(url, key_file=key_file, name=name, sex=sex, buf=buf, login=not standalone))
+    if url is None:
+        try:
+            url = gateway_client_url(_settings(config))
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+    code = asyncio.run(
+        run_chat(url, key_file=key_file, name=name, sex=sex, buf=buf, login=not standalone)
+    )
+    sys.exit(code)
 
 
 @main.group()

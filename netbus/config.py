@@ -246,7 +246,9 @@ class TalkroomConfig(_Model):
 
 class WebConfig(_Model):
     host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
+    port: int = Field(8080, ge=0, le=65535)  #: the public page (+ a bare ok/degraded /healthz)
+    admin_host: str = "127.0.0.1"  #: admin HTTP: the detailed cluster /healthz and /metrics
+    admin_port: int = Field(9081, ge=0, le=65535)  #: 0 = pick a free one
     #: the gateway WebSocket URL the browser page connects to; default: same host, port 6081
     gateway_url: str | None = None
     #: role name -> admin base URL whose /healthz the web role aggregates; empty = the

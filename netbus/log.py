@@ -1,7 +1,17 @@
-"""Logging set-up shared by every role: text or JSON lines, with guest keys redacted.
+"""Logging set-up shared by every role: text or JSON lines, with secrets kept out.
 
-Guest keys are 16-64 characters of ``[A-Za-z0-9_-]``; the redaction filter masks anything
-logged under a key-like name, as a second line of defence behind "never log a key".
+Two lines of defence keep credentials (guest keys, their digests, passwords, peppers) out of
+the logs, at every level, DEBUG included:
+
+1. Loggers that print statement parameters or rows are held at WARNING whatever
+   ``log.level`` says (`QUIET_LOGGERS`): ``aiosqlite`` logs every call with its bound
+   parameters at DEBUG (the guest-key digest of each login), ``asyncmy`` logs interpolated
+   queries when its ``echo`` is on, and SQLAlchemy's engine logs result rows at DEBUG.
+   Engines are also created with ``hide_parameters`` (`netbus.storage.create_engine`), so
+   SQL errors name no parameter either.
+2. Every formatted line (message and traceback) is redacted (`redact`): values of
+   secret-named fields (``guest_key=…``, ``password: …``, ``digest=…``) and anything shaped
+   like a 64-hex-digit digest (HMAC-SHA256, as the database stores keys) become ``***``.
 """
 
 from __future__ import annotations
@@ -14,11 +24,38 @@ from typing import Any
 
 import orjson
 
-__all__ = ["JsonFormatter", "RedactingFilter", "conn_context", "setup_logging"]
+__all__ = [
+    "QUIET_LOGGERS",
+    "JsonFormatter",
+    "RedactingFilter",
+    "TextFormatter",
+    "conn_context",
+    "redact",
+    "setup_logging",
+]
 
 _SECRET_FIELD = re.compile(
-    r"""((?:guest_key|password|pepper|passwd)["']?\s*[:=]\s*["']?)[^"',\s}]+""", re.I
+    r"""((?:guest_key|password|passwd|pepper|secret|token|digest)["']?\s*[:=]\s*["']?)"""
+    r"""[^"',\s})\]]+""",
+    re.I,
 )
+#: a SHA-256 sized hex string: how the database stores a guest key (HMAC-SHA256 hex)
+_HEX_DIGEST = re.compile(r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{64}(?![0-9A-Fa-f])")
+
+#: logger -> lowest level it may log at, whatever ``log.level`` is (see the module docstring)
+QUIET_LOGGERS: dict[str, int] = {
+    "aiosqlite": logging.WARNING,  # DEBUG: every call with its parameters
+    "asyncmy": logging.WARNING,  # INFO with echo: queries with their parameters
+    "sqlalchemy": logging.WARNING,  # engine DEBUG: result rows; pool DEBUG: noise
+    "websockets": logging.WARNING,
+    "aiohttp.access": logging.WARNING,
+    "alembic.runtime.migration": logging.WARNING,
+}
+
+
+def redact(text: str) -> str:
+    """``text`` with secret-named values and digest-shaped strings replaced by ``***``."""
+    return _HEX_DIGEST.sub("***", _SECRET_FIELD.sub(r"\1***", text))
 
 
 def conn_context(session: Any) -> dict[str, Any]:
@@ -27,17 +64,29 @@ def conn_context(session: Any) -> dict[str, Any]:
 
 
 class RedactingFilter(logging.Filter):
-    """Masks values of secret-looking fields in the formatted message."""
+    """Redacts the message of each record (for handlers that do not use our formatters)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        redacted = _SECRET_FIELD.sub(r"\1***", message)
+        redacted = redact(message)
         if redacted != message:
             record.msg, record.args = redacted, None
         return True
 
 
+class TextFormatter(logging.Formatter):
+    """``<time> <role> <LEVEL> <logger>: <message>``, traceback included, redacted."""
+
+    def __init__(self, role: str) -> None:
+        super().__init__(f"%(asctime)s {role} %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``ts level role logger msg`` (+ ``conn uid peer exc``)."""
+
     def __init__(self, role: str) -> None:
         super().__init__()
         self.role = role
@@ -49,27 +98,22 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "role": self.role,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact(record.getMessage()),
         }
         for key in ("conn", "uid", "peer"):
             if hasattr(record, key):
                 doc[key] = getattr(record, key)
         if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
+            doc["exc"] = redact(self.formatException(record.exc_info))
         return orjson.dumps(doc).decode()
 
 
 def setup_logging(role: str, *, level: str = "INFO", json_format: bool = False) -> None:
+    """Log to stderr as ``role``, at ``level`` (`QUIET_LOGGERS` stay at WARNING)."""
     handler = logging.StreamHandler(sys.stderr)
-    if json_format:
-        handler.setFormatter(JsonFormatter(role))
-    else:
-        handler.setFormatter(
-            logging.Formatter(f"%(asctime)s {role} %(levelname)s %(name)s: %(message)s")
-        )
-    handler.addFilter(RedactingFilter())
+    handler.setFormatter(JsonFormatter(role) if json_format else TextFormatter(role))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("websockets", "aiohttp.access", "alembic.runtime.migration"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for name, floor in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(max(floor, root.level))

@@ -1,7 +1,7 @@
 """A real ``netbus up`` cluster and Debian's Chromium for the browser tests.
 
 `UpCluster` writes a TOML config with free loopback ports (gateway WS listener, center,
-talkroom, the three admin ports and the web port; ``[web] gateway_url`` points the page at the
+talkroom, the four admin ports and the web port; ``[web] gateway_url`` points the page at the
 gateway) and runs ``python -m netbus up`` in a temp working directory, so the SQLite database
 and the pepper land in ``<tmp>/.netbus/``. Readiness is the supervisor's "cluster ready" line
 (printed once every role has announced ``NETBUS-READY``) and then the gateway's ``/healthz``
@@ -126,7 +126,7 @@ class UpCluster:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         names = ("ws", "center", "talkroom", "web", "admin-gateway", "admin-center")
-        names += ("admin-talkroom",)
+        names += ("admin-talkroom", "admin-web")
         self.ports = dict(zip(names, free_ports(len(names)), strict=True))
         self.config_path = workdir / "netbus.toml"
         self.config_path.write_text(self.config_text())
@@ -187,6 +187,7 @@ admin_port = {p["admin-talkroom"]}
 [web]
 host = "127.0.0.1"
 port = {p["web"]}
+admin_port = {p["admin-web"]}
 gateway_url = "{self.ws_url}"
 """
 
@@ -257,6 +258,21 @@ gateway_url = "{self.ws_url}"
             return False
         links = [state for svc in doc.get("services", {}).values() for state in svc.values()]
         return len(links) == 2 and all(state == "up" for state in links)
+
+    def link_states(self) -> dict[str, list[str]]:
+        """service name -> the states ("up"/"down") of the gateway's links to it."""
+        status, doc = http_json(self.admin_url("gateway") + "/healthz")
+        if status != 200 or not isinstance(doc, dict):
+            return {}
+        return {name: list(links.values()) for name, links in doc.get("services", {}).items()}
+
+    async def wait_link_down(self, service: str, timeout: float = START_TIMEOUT) -> None:
+        """Poll the gateway's /healthz until its links to ``service`` are all down."""
+        deadline = time.monotonic() + timeout
+        while "up" in (await asyncio.to_thread(self.link_states)).get(service, ["up"]):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{service} links still up after {timeout}s\n{self.log()}")
+            await asyncio.sleep(0.1)
 
     async def wait_services_up(self, timeout: float = START_TIMEOUT) -> None:
         """Poll the gateway's /healthz until both service links are up."""

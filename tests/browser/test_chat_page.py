@@ -279,3 +279,179 @@ async def test_unavailable_banner_while_talkroom_restarts(
         raise
     finally:
         await ctx.close()
+
+
+class Listener:
+    """A WebSocket server on a free port that records every connection and message: the
+    attacker's gateway in a phishing link."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.messages: list[bytes | str] = []
+        self.server: Any = None
+
+    async def __aenter__(self) -> Listener:
+        from websockets.asyncio.server import serve
+
+        async def record(ws: Any) -> None:
+            self.connections += 1
+            async for message in ws:
+                self.messages.append(message)
+
+        self.server = await serve(record, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+    @property
+    def url(self) -> str:
+        port = self.server.sockets[0].getsockname()[1]
+        return f"ws://127.0.0.1:{port}/ws"
+
+
+async def test_a_link_cannot_send_the_guest_key_elsewhere(
+    browser: Any, up_cluster: UpCluster, artifacts: Path, page_errors: list[str]
+) -> None:
+    """Issue 10 item 4: `/?gw=<attacker>` used to make the page send the stored guest key to
+    the attacker's server (who then logged in as the victim). The page connects only to the
+    configured gateway, and its CSP blocks any other WebSocket."""
+    expect = _expect()
+    ctx = await browser.new_context(viewport=VIEWPORT, locale="en-US")
+    pages: dict[str, Any] = {}
+    try:
+        async with Listener() as attacker:
+            page, uid = await open_page(ctx, up_cluster.web_url, page_errors)
+            pages["page"] = page
+            key = await page.evaluate("localStorage.getItem('netbus.guestKey')")
+            assert isinstance(key, str) and len(key) == 32
+            await page.close()
+
+            # The victim follows the attacker's link: same browser, same stored key.
+            for query in (f"?gw={attacker.url}", f"?gw={attacker.url}&proto=buf"):
+                link = await ctx.new_page()
+                pages["link"] = link
+                watch_errors(link, page_errors)
+                await link.goto(up_cluster.web_url + query)
+                await expect(tid(link, "status")).to_have_attribute("data-state", "ready")
+                await expect(tid(link, "uid")).to_have_text(uid)  # the real gateway, same key
+                await expect(tid(link, "gateway-url")).to_have_text(up_cluster.ws_url)
+                await link.close()
+            assert key == await page_key(ctx, up_cluster.web_url)
+
+            # Even script running in the page cannot open a socket to another host.
+            probe = await ctx.new_page()
+            pages["probe"] = probe
+            violations: list[str] = []
+            probe.on("console", lambda msg: violations.append(msg.text))
+            await probe.goto(up_cluster.web_url)
+            await expect(tid(probe, "status")).to_have_attribute("data-state", "ready")
+            outcome = await probe.evaluate(
+                """url => new Promise(resolve => {
+                    try {
+                        const ws = new WebSocket(url);
+                        ws.onopen = () => resolve("open");
+                        ws.onerror = () => resolve("blocked");
+                    } catch (err) { resolve("blocked: " + err.name); }
+                })""",
+                attacker.url,
+            )
+            assert outcome.startswith("blocked"), outcome
+            assert any("Content Security Policy" in text for text in violations), violations
+        assert attacker.connections == 0, attacker.messages
+        assert not [m for m in attacker.messages if key in str(m)]
+    except BaseException:
+        await screenshot_failure(pages, artifacts)
+        raise
+    finally:
+        await ctx.close()
+
+
+async def page_key(context: Any, url: str) -> str:
+    """The guest key the page keeps in ``context``'s localStorage."""
+    page = await context.new_page()
+    try:
+        await page.goto(url)
+        return str(await page.evaluate("localStorage.getItem('netbus.guestKey')"))
+    finally:
+        await page.close()
+
+
+def banner_about(page: Any, kind: str, stype: int) -> Any:
+    return page.locator(
+        f'[data-testid="banner"][data-kind="{kind}"][data-stype="{stype}"]:not([hidden])'
+    )
+
+
+@contextlib.contextmanager
+def supervisor_paused(cluster: UpCluster) -> Iterator[None]:
+    """`netbus up` frozen, so that a role killed meanwhile stays down until we go on."""
+    os.kill(cluster.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(cluster.pid, signal.SIGCONT)
+
+
+AUTH = 2  #: the login service's stype (docs/protocol.md §6.2)
+
+
+async def test_signed_in_page_clears_its_banner_when_the_login_service_returns(
+    browser: Any, up_cluster: UpCluster, artifacts: Path, page_errors: list[str]
+) -> None:
+    """Issue 10 item 12, page side: the center goes down (the page says so) and comes back;
+    SERVICE_AVAILABLE clears the banner instead of leaving a stale warning up."""
+    expect = _expect()
+    ctx = await browser.new_context(viewport=VIEWPORT, locale="en-US")
+    pages: dict[str, Any] = {}
+    try:
+        page, uid = await open_page(ctx, up_cluster.web_url, page_errors)
+        pages["page"] = page
+        with supervisor_paused(up_cluster):
+            os.kill(up_cluster.role_pids()["center"], signal.SIGKILL)
+            await expect(banner_about(page, "unavailable", AUTH)).to_be_visible()
+        await expect(tid(page, "banner")).to_be_hidden(timeout=RECOVERY_TIMEOUT)
+        await expect(tid(page, "status")).to_have_attribute("data-state", "ready")
+        await expect(tid(page, "uid")).to_have_text(uid)
+        await enter_room(page, "Dora", "1")  # and the page still works
+    except BaseException:
+        await screenshot_failure(pages, artifacts)
+        raise
+    finally:
+        await ctx.close()
+
+
+async def test_page_whose_login_failed_in_an_outage_signs_in_when_it_returns(
+    browser: Any, up_cluster: UpCluster, artifacts: Path, page_errors: list[str]
+) -> None:
+    """Issue 10 item 12: a page opened while the center is down fails to sign in; when the
+    gateway says the login service is back (it tells pre-login connections that used it),
+    the page signs in by itself."""
+    pytest.importorskip(
+        "netbus.gateway.notices",
+        reason="needs the gateway that sends SERVICE_AVAILABLE to pre-login connections",
+    )
+    expect = _expect()
+    ctx = await browser.new_context(viewport=VIEWPORT, locale="en-US")
+    pages: dict[str, Any] = {}
+    try:
+        with supervisor_paused(up_cluster):
+            os.kill(up_cluster.role_pids()["center"], signal.SIGKILL)
+            await up_cluster.wait_link_down("auth")
+            page = await ctx.new_page()
+            pages["page"] = page
+            watch_errors(page, page_errors)
+            await page.goto(up_cluster.web_url)
+            await expect(tid(page, "status")).to_have_attribute("data-state", "failed")
+            await expect(banner_about(page, "unavailable", AUTH)).to_be_visible()
+        await expect(tid(page, "status")).to_have_attribute(
+            "data-state", "ready", timeout=RECOVERY_TIMEOUT
+        )
+        await expect(tid(page, "uid")).to_have_text(UID)
+        await expect(tid(page, "banner")).to_be_hidden()
+    except BaseException:
+        await screenshot_failure(pages, artifacts)
+        raise
+    finally:
+        await ctx.close()

@@ -99,7 +99,17 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
 class Proc:
     """A subprocess whose stdout and stderr lines are collected by two reader threads."""
 
-    def __init__(self, name: str, argv: Sequence[str], *, cwd: Path, stdin: Any = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        stdin: Any = None,
+        keep_stdin: bool = False,
+    ) -> None:
+        """``stdin`` bytes are written to the process; its stdin is closed after them
+        unless ``keep_stdin`` (then it stays open, like a terminal nobody types in)."""
         self.name = name
         self.argv = list(argv)
         self.lines: list[tuple[str, str]] = []  #: (stream, line) in arrival order
@@ -124,7 +134,9 @@ class Proc:
         if stdin is not None:
             assert self.popen.stdin is not None
             self.popen.stdin.write(stdin)
-            self.popen.stdin.close()
+            self.popen.stdin.flush()
+            if not keep_stdin:
+                self.popen.stdin.close()
 
     def _read(self, stream_name: str, stream: Any) -> None:
         for raw in iter(stream.readline, b""):
@@ -208,6 +220,8 @@ class Proc:
         finally:
             for thread in self._threads:
                 thread.join(5)
+            if self.popen.stdin is not None and not self.popen.stdin.closed:
+                self.popen.stdin.close()
         _live.discard(self.popen)
         return code
 

@@ -100,7 +100,7 @@ async def ready_check(
         await probe.close()
 
 
-def _stop(cluster: Cluster) -> None:
+def stop_and_check(cluster: Cluster) -> None:
     """Stop the roles (each must exit 0 on SIGTERM) and check what they leave behind: no
     process, and no guest key or pepper in anything they printed."""
     try:
@@ -121,7 +121,7 @@ def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster
     try:
         yield cluster
     finally:
-        _stop(cluster)
+        stop_and_check(cluster)
 
 
 @pytest.fixture
@@ -149,7 +149,7 @@ async def cluster_factory(tmp_path: Path) -> AsyncIterator[ClusterFactory]:
         yield make
     finally:
         for cluster in started:
-            _stop(cluster)
+            stop_and_check(cluster)
 
 
 @pytest.fixture

@@ -204,3 +204,38 @@ async def test_talkroom_before_login(cluster: Cluster, clients: Clients, proto: 
     # Logging in lifts it, on the same connection.
     await client.guest_login(new_key())
     assert await client.enter(new_name("now"), 0) == TalkroomStatus.OK
+
+
+#: what a hostile player sent to every other member's terminal (issue 10 item 8)
+ESCAPES = [
+    "\x1b]0;window title\x07",  # OSC 0: window title
+    "\x1b[2J\x1b[H",  # clear the screen
+    "\x1b]52;c;aGVsbG8=\x07",  # OSC 52: write the clipboard
+    "nul\x00byte",
+    "fake\r<admin> line",
+    "del\x7f",
+    "c1 csi\x9b2J",
+    "nel\x85",
+]
+
+
+@pytest.mark.parametrize("proto", [JSON, BUF])
+async def test_control_characters_refused(cluster: Cluster, clients: Clients, proto: int) -> None:
+    """Names and messages with C0/C1 control characters (and DEL) get INVALID_OPT and reach
+    nobody; a witness in the room sees nothing, and the sender can still chat normally."""
+    witness = await clients.member(cluster.ws_url, new_name("wit"), JSON)
+    sender = await clients.login(cluster.tcp_url, proto)
+    for text in ESCAPES:
+        assert await sender.enter(text, 0) == TalkroomStatus.INVALID_OPT, repr(text)
+    name = new_name("tty")
+    assert await sender.enter(name, 0) == TalkroomStatus.OK
+    await barrier(sender)
+    sender.drain_pushes()
+    for text in ESCAPES:
+        assert await sender.send_msg(text) == {"0": TalkroomStatus.INVALID_OPT}, repr(text)
+    assert await sender.send_msg("plain ✓") == {"0": 1, "1": name, "2": 0, "3": "plain ✓"}
+    witness_pushes, sender_pushes = await settled(witness, sender)
+    assert talk(witness_pushes) == Counter(
+        [("arrived", name, 0, JSON), ("msg", name, 0, "plain ✓", JSON)]
+    )
+    assert sender_pushes == []

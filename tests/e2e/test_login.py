@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import secrets
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from netbus.client.guest import new_guest_key
 from netbus.protocol import GatewayCmd, RequestStatus
 from netbus.protocol.codec import Writer
 from netbus.protocol.header import ProtoType, pack_header
 from netbus.roles import Stype
 from netbus.roles.center.protocol import AuthCmd, AuthStatus
+from netbus.storage.accounts import hash_guest_key
 
 from .cluster import Cluster
-from .helpers import Clients, new_key
+from .conftest import ready_check, stop_and_check
+from .helpers import ISSUED_KEYS, Clients, leaked_secrets, new_key
 
 REPLY_KEYS = {"status", "uid", "unick", "usex", "uface", "uvip", "guest_key"}
 
@@ -82,6 +88,37 @@ async def test_malformed_key_is_invalid_params(
         check_ok(await client.guest_login(good), good)
 
 
+#: keys that are well formed but guessable: refused by the variety rule (issue 10 item 20)
+GUESSABLE_KEYS = [
+    "a" * 16,
+    "a" * 64,
+    "ab" * 8,
+    "0000000000000000",
+    "abcdefg" * 3,  # 7 distinct characters
+    "1234567" * 9,  # 63 characters, still 7 distinct
+    "a" * 24 + "bcdefgh1",  # 8 distinct, but one character is 3/4 of the key
+]
+
+
+async def test_guessable_key_is_invalid_params(cluster: Cluster, clients: Clients) -> None:
+    client = await clients.open(cluster.tcp_url)
+    for key in GUESSABLE_KEYS:
+        reply = await client.request(Stype.Auth, AuthCmd.GUEST_LOGIN, key)
+        assert reply == {"status": AuthStatus.INVALID_PARAMS}, key
+        assert client.uid == 0
+    # What the shipped clients make passes: the golden example, a `new_guest_key` key (the
+    # browser page makes the same kind), 32 hex digits, and a key with exactly 8 distinct
+    # characters where none fills more than half.
+    for key in (
+        "0123456789abcdefABCDEF_-ghijklmn",
+        new_guest_key(),
+        secrets.token_hex(16),
+        "a" * 8 + "bcdefgh1",
+    ):
+        ISSUED_KEYS.add(key)
+        check_ok(await (await clients.open(cluster.tcp_url)).guest_login(key), key)
+
+
 @pytest.mark.parametrize("kind", ["tcp", "ws"])
 async def test_buf_guest_login_is_refused(cluster: Cluster, clients: Clients, kind: str) -> None:
     """GUEST_LOGIN has no BUF layout (JSON only, §3.3), so a BUF body is malformed.
@@ -114,3 +151,35 @@ async def test_buf_guest_login_is_refused(cluster: Cluster, clients: Clients, ki
     # The center still serves everyone, and the key still names the same account.
     other = await clients.open(cluster.tcp_url)
     assert check_ok(await other.guest_login(key), key) == uid
+
+
+@pytest.mark.process
+@pytest.mark.one_client_loop
+async def test_debug_logs_hold_no_key_or_digest(
+    tmp_path: Path, clients: Clients, database_url: str | None
+) -> None:
+    """Issue 10 item 17: with every role at DEBUG, logins (new, returning, refused, kicked)
+    leave neither a guest key nor its stored digest (HMAC-SHA256 hex) in any output."""
+    cluster = Cluster(tmp_path / "debug", database_url=database_url)
+    config = cluster.config_text()
+    assert 'level = "INFO"' in config
+    cluster.config_path.write_text(config.replace('level = "INFO"', 'level = "DEBUG"'))
+    keys = [new_key(), new_key(), new_key(64)]
+    try:
+        await asyncio.to_thread(cluster.start)
+        await ready_check(cluster)
+        for key in keys:
+            check_ok(await (await clients.open(cluster.tcp_url)).guest_login(key), key)
+        again = await clients.open(cluster.ws_url)  # the same account again: a kick
+        check_ok(await again.guest_login(keys[0]), keys[0])
+        refused = await clients.open(cluster.tcp_url)
+        assert (await refused.guest_login("a" * 32))["status"] == AuthStatus.INVALID_PARAMS
+    finally:
+        await clients.close_all()
+        await asyncio.to_thread(stop_and_check, cluster)
+    pepper = cluster.pepper_file.read_text().strip()
+    digests = [hash_guest_key(pepper.encode(), key) for key in keys]
+    output = [line for proc in cluster.history for line in proc.output()]
+    assert any(" DEBUG " in line for line in output), "the roles did not log at DEBUG"
+    leaked = leaked_secrets(output, *keys, *digests, pepper)
+    assert not leaked, f"secrets in the DEBUG output: {sorted(leaked)}"

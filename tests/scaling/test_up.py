@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 import re
 import signal
 import socket
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
-from netbus.cli import gateway_layout, main
+from netbus.cli import main
 from netbus.client import Client
 from netbus.config import load_settings
+from netbus.layout import gateway_layout
 from netbus.roles import Stype
 from netbus.roles.center.protocol import AuthCmd
+from tests.e2e.cluster import live_pids_with_arg
 from tests.registry.redis_server import REDIS_URL, delete_prefix, free_port, unique_prefix
 from tests.scaling.cluster import child_env
 from tests.scaling.conftest import _loop_name, _require_shared_redis
@@ -85,11 +91,37 @@ def _free_block(offsets: list[int]) -> int:
     raise AssertionError("no free port block")
 
 
+def http_get(url: str) -> tuple[int, Any]:
+    """(status, JSON body) of a GET."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def gateway_pid(up_pid: int, gateway_id: str) -> int:
+    """The pid of the child gateway of ``netbus up`` that runs as ``gateway_id``."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        if ppid == up_pid and f"NETBUS_GATEWAY__ID={gateway_id}".encode() in environ:
+            return int(entry.name)
+    raise AssertionError(f"no {gateway_id} child of {up_pid}")
+
+
+@pytest.mark.process
 async def test_up_runs_two_gateways_sharing_one_login_state(tmp_path: Path) -> None:
     _require_shared_redis()
     prefix = unique_prefix()
     # gateway ports base..base+3 (two gateways), admin base+10 and base+12, others around
-    base = _free_block([0, 1, 2, 3, 10, 12, 20, 21, 22, 23, 24])
+    base = _free_block([0, 1, 2, 3, 10, 12, 20, 21, 22, 23, 24, 25])
     (tmp_path / "netbus.toml").write_text(
         f"""
 [gateway]
@@ -112,6 +144,7 @@ port = {base + 20}
 admin_port = {base + 23}
 [web]
 port = {base + 24}
+admin_port = {base + 25}
 [redis]
 url = "{REDIS_URL}"
 prefix = "{prefix}"
@@ -157,6 +190,26 @@ level = "WARNING"
         await first.wait_closed()
         await second.close()
 
+        # The web role checks every gateway (issue 10 item 15): gw2 frozen -> degraded.
+        public = f"http://127.0.0.1:{base + 24}/healthz"
+        private = f"http://127.0.0.1:{base + 25}/healthz"
+        status, doc = await asyncio.to_thread(http_get, private)
+        assert status == 200, doc
+        roles = {name: role["status"] for name, role in doc["roles"].items()}
+        assert roles == dict.fromkeys(["web", "center", "talkroom", "gw1", "gw2"], "ok")
+        gw2 = gateway_pid(proc.pid, "gw2")
+        os.kill(gw2, signal.SIGSTOP)
+        try:
+            status, doc = await asyncio.to_thread(http_get, private)
+            assert status == 503, doc
+            assert doc["roles"]["gw2"]["status"] == "down"
+            assert doc["roles"]["gw1"]["status"] == "ok"
+            assert await asyncio.to_thread(http_get, public) == (503, {"status": "degraded"})
+        finally:
+            os.kill(gw2, signal.SIGCONT)
+        status, doc = await asyncio.to_thread(http_get, private)
+        assert status == 200, doc
+
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(20):
             await proc.wait()
@@ -170,5 +223,9 @@ level = "WARNING"
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
+        # roles that outlived `up` would hold its output pipe open (and their ports)
+        for pid in live_pids_with_arg(str(tmp_path / "netbus.toml")):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        await proc.wait()
         await delete_prefix(REDIS_URL, prefix)

@@ -17,8 +17,8 @@ from netbus.roles.talkroom.room import MAX_UNAME, Member, Room, validate_enter, 
         {"uname": "b", "usex": 1},
         {"uname": "x" * MAX_UNAME, "usex": 0},
         {"uname": "🎮" * MAX_UNAME, "usex": 1},  # characters, not bytes
-        {"uname": "\x7f", "usex": 0},
         {"uname": "a", "usex": 0, "extra": "ignored"},
+        {"uname": "\xa0nbsp\u200dzwj\ufeff", "usex": 0},  # not control characters
     ],
 )
 def test_valid_enter(body: dict[str, Any]) -> None:
@@ -38,6 +38,12 @@ def test_valid_enter(body: dict[str, Any]) -> None:
         {"uname": b"a", "usex": 0},
         {"uname": "a"},
         {"usex": 0},
+        # control characters (docs/protocol.md §6.1): C0, DEL, C1
+        {"uname": "\x1b]0;owned\x07", "usex": 0},
+        {"uname": "nul\x00", "usex": 0},
+        {"uname": "\x7f", "usex": 0},
+        {"uname": "csi\x9b2J", "usex": 0},
+        {"uname": "line\nbreak", "usex": 0},
         None,
         "a",
         ["a", 0],
@@ -53,6 +59,10 @@ def test_validate_msg() -> None:
     assert validate_msg("12345", 4) is None
     for body in (None, 1, ["x"], {"0": "x"}, b"x"):
         assert validate_msg(body, 4) is None
+    assert validate_msg("nbsp\u00a0ok", 20) == "nbsp\u00a0ok"
+    for code in [*range(0x20), *range(0x7F, 0xA0)]:
+        assert validate_msg(f"a{chr(code)}b", 4) is None, hex(code)
+    assert validate_msg("\x1b]52;c;aGk=\x07", 100) is None  # OSC 52 clipboard write
 
 
 def test_room_membership_in_arrival_order() -> None:

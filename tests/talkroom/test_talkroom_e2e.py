@@ -25,9 +25,8 @@ TEXTS = [
     "héllo wörld — ÀÉÎÕÜ ß",
     "中文測試，遊客123456",
     "emoji 🎮🚀👍🏽 and a flag 🇹🇼",
-    "delete\x7fchar \x7f",
     "",
-    'tab\tnewline\nquote"backslash\\',
+    'quote"backslash\\ <b>&amp;</b>',
 ]
 
 

@@ -52,7 +52,7 @@ def base_settings(tmp_path: Path) -> Settings:
         admin_port=0,
         listeners=[ListenerConfig(kind="tcp", port=0), ListenerConfig(kind="ws", port=0)],
     )
-    return _with(s, "web", port=0)
+    return _with(s, "web", port=0, admin_port=0)
 
 
 @dataclass
@@ -80,6 +80,10 @@ class Cluster:
     @property
     def web_url(self) -> str:
         return f"http://127.0.0.1:{self.web.port}"
+
+    @property
+    def web_admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.web.admin_port}"
 
     async def get(self, url: str) -> tuple[int, str, bytes]:
         """(status, content type header, body) of a GET."""

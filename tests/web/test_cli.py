@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from netbus.supervisor import READY_PREFIX
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,6 +45,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
         NETBUS_TALKROOM__PORT="0",
         NETBUS_TALKROOM__ADMIN_PORT="0",
         NETBUS_GATEWAY__ADMIN_PORT="0",
+        NETBUS_WEB__ADMIN_PORT="0",
         NETBUS_GATEWAY__LISTENERS='[{"kind": "tcp", "port": 0}, {"kind": "ws", "port": 0}]',
         NETBUS_LOG__LEVEL="WARNING",
     )
@@ -90,14 +93,22 @@ def run_role(name: str, env: dict[str, str], *args: str) -> Iterator[Role]:
 
 
 def get(url: str) -> tuple[int, bytes]:
+    return get_with_headers(url)[:2]
+
+
+def get_with_headers(url: str) -> tuple[int, bytes, Any]:
     try:
         with urllib.request.urlopen(url, timeout=10) as resp:
-            return resp.status, resp.read()
+            return resp.status, resp.read(), resp.headers
     except urllib.error.HTTPError as err:
-        return err.code, err.read()
+        return err.code, err.read(), err.headers
 
 
+@pytest.mark.process
 def test_roles_serve_admin_and_web_aggregates(tmp_path: Path) -> None:
+    """Every role serves its admin app; `netbus web` aggregates them on its admin port, and
+    its public port (issue 10 item 19) serves no /metrics, a /healthz that says only ok or
+    degraded, and the security headers on every response."""
     env = _env(tmp_path)
     with run_role("center", env) as center, run_role("talkroom", env) as talkroom:
         services = {
@@ -122,16 +133,28 @@ def test_roles_serve_admin_and_web_aggregates(tmp_path: Path) -> None:
             targets = {role: f"http://127.0.0.1:{port}" for role, port in admin.items()}
             web_env = {**env, "NETBUS_WEB__HEALTH_TARGETS": json.dumps(targets)}
             with run_role("web", web_env, "--port", "0") as web:
-                base = f"http://127.0.0.1:{web.info['port']}"
-                assert web.info["admin_port"] == web.info["port"]
-                status, body = get(base + "/healthz")
+                public = f"http://127.0.0.1:{web.info['port']}"
+                assert web.info["admin_port"] not in (0, web.info["port"])
+                private = f"http://127.0.0.1:{web.info['admin_port']}"
+                status, body = get(private + "/healthz")
                 assert status == 200, body
                 doc = json.loads(body)
                 assert {r: doc["roles"][r]["status"] for r in admin} == dict.fromkeys(admin, "ok")
-                status, body = get(base + "/config.js")
+                status, body = get(private + "/metrics")
+                assert (status, b"netbus_cluster_role_up" in body) == (200, True)
+                assert get(public + "/healthz") == (200, b'{"status":"ok"}')
+                for path in ("/", "/config.js", "/healthz", "/metrics", "/nope"):
+                    status, body, headers = get_with_headers(public + path)
+                    assert status == (404 if path in ("/metrics", "/nope") else 200), path
+                    assert b"netbus_" not in body, path
+                    assert headers["X-Frame-Options"] == "DENY", path
+                    assert headers["X-Content-Type-Options"] == "nosniff", path
+                    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"], path
+                status, body = get(public + "/config.js")
                 assert (status, body) == (200, b'window.NETBUS_CONFIG = {"gatewayUrl":null};\n')
                 gateway.proc.send_signal(signal.SIGTERM)
                 gateway.proc.wait(timeout=15)
-                status, body = get(base + "/healthz")
+                status, body = get(private + "/healthz")
                 assert status == 503
                 assert json.loads(body)["roles"]["gateway"]["status"] == "down"
+                assert get(public + "/healthz") == (503, b'{"status":"degraded"}')

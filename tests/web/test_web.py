@@ -1,16 +1,18 @@
-"""netbus/roles/web/app.py: the browser client's files, /config.js and the cluster /healthz."""
+"""netbus/roles/web/app.py: the browser client's files, /config.js, the public /healthz, the
+admin app (cluster /healthz, /metrics) and the security headers of every public response."""
 
 from __future__ import annotations
 
 import asyncio
 
 import aiohttp
+import aiohttp.web
 import orjson
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from netbus.config import load_settings
-from netbus.roles.web.app import STATIC_DIR, WebServer
+from netbus.roles.web.app import PUBLIC_HEALTH_MAX_AGE, STATIC_DIR, WebServer
 
 from .conftest import Cluster, sample
 
@@ -20,7 +22,7 @@ needs_client = pytest.mark.skipif(
 
 
 async def test_healthz_all_up(cluster: Cluster) -> None:
-    status, doc = await cluster.get_json(cluster.web_url + "/healthz")
+    status, doc = await cluster.get_json(cluster.web_admin_url + "/healthz")
     assert status == 200
     assert doc["role"] == "web"
     assert doc["status"] == "ok"
@@ -45,7 +47,7 @@ async def test_healthz_all_up(cluster: Cluster) -> None:
 
 async def test_healthz_503_when_a_role_is_down(cluster: Cluster) -> None:
     await cluster.stop("talkroom")
-    status, doc = await cluster.get_json(cluster.web_url + "/healthz")
+    status, doc = await cluster.get_json(cluster.web_admin_url + "/healthz")
     assert status == 503
     assert doc["status"] == "degraded"
     assert doc["roles"]["talkroom"]["status"] == "down"
@@ -53,7 +55,7 @@ async def test_healthz_503_when_a_role_is_down(cluster: Cluster) -> None:
     assert "health" not in doc["roles"]["talkroom"]
     assert doc["roles"]["center"]["status"] == "ok"
     assert doc["roles"]["gateway"]["status"] == "ok"
-    status, _, body = await cluster.get(cluster.web_url + "/metrics")
+    status, _, body = await cluster.get(cluster.web_admin_url + "/metrics")
     text = body.decode()
     assert sample(text, "netbus_cluster_role_up", role="talkroom") == 0
     assert sample(text, "netbus_cluster_role_up", role="center") == 1
@@ -73,7 +75,7 @@ async def test_healthz_times_out_on_a_silent_role(cluster: Cluster) -> None:
     )
     settings = cluster.settings.model_copy(update={"web": web_settings})
     try:
-        async with WebServer(settings, port=0) as web:
+        async with WebServer(settings, port=0, admin_port=0) as web:
             loop = asyncio.get_running_loop()
             start = loop.time()
             status, doc = await web.cluster_health()
@@ -92,11 +94,89 @@ async def test_concurrent_healthz_share_one_round(cluster: Cluster) -> None:
     assert len({id(doc) for _, doc in results}) == 1
 
 
-async def test_web_metrics(cluster: Cluster) -> None:
-    await cluster.get(cluster.web_url + "/healthz")
-    status, ctype, body = await cluster.get(cluster.web_url + "/metrics")
+async def test_web_metrics_on_the_admin_port_only(cluster: Cluster) -> None:
+    await cluster.get(cluster.web_admin_url + "/healthz")
+    status, ctype, body = await cluster.get(cluster.web_admin_url + "/metrics")
     assert (status, ctype) == (200, CONTENT_TYPE_LATEST)
     assert sample(body.decode(), "netbus_cluster_role_up", role="gateway") == 1
+    status, _, body = await cluster.get(cluster.web_url + "/metrics")
+    assert status == 404
+    assert b"netbus_" not in body
+
+
+async def test_public_healthz_says_ok_or_degraded_and_nothing_else(cluster: Cluster) -> None:
+    assert await cluster.get_json(cluster.web_url + "/healthz") == (200, {"status": "ok"})
+    await cluster.stop("center")
+    # the details are on the admin port; that round is also the freshest for the public one
+    status, doc = await cluster.get_json(cluster.web_admin_url + "/healthz")
+    assert status == 503
+    assert doc["roles"]["center"]["status"] == "down"
+    assert "error" in doc["roles"]["center"]
+    status, _, body = await cluster.get(cluster.web_url + "/healthz")
+    assert (status, orjson.loads(body)) == (503, {"status": "degraded"})
+    assert b"127.0.0.1" not in body and b"rror" not in body
+
+
+async def test_public_healthz_reuses_a_fresh_round() -> None:
+    now = [100.0]
+    calls: list[str] = []
+
+    async def role(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        calls.append(request.path)
+        return aiohttp.web.json_response({"role": "x", "status": "ok"})
+
+    app = aiohttp.web.Application()
+    app.router.add_get("/healthz", role)
+    runner = aiohttp.web.AppRunner(app)
+    await runner.setup()
+    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    settings = load_settings(web={"port": 0, "admin_port": 0})
+    targets = {"x": f"http://127.0.0.1:{port}"}
+    try:
+        async with WebServer(settings, targets=targets, clock=lambda: now[0]) as web:
+            assert await web.public_health() == 200
+            assert await web.public_health() == 200
+            assert len(calls) == 1
+            now[0] += PUBLIC_HEALTH_MAX_AGE
+            assert await web.public_health() == 200
+            assert len(calls) == 2
+            await web.cluster_health()  # the admin /healthz always asks
+            assert len(calls) == 3
+    finally:
+        await runner.cleanup()
+
+
+PUBLIC_PATHS = [
+    ("/", 200),
+    ("/index.html", 200),
+    ("/app.js", 200),
+    ("/static/style.css", 200),
+    ("/config.js", 200),
+    ("/healthz", 200),
+    ("/metrics", 404),
+    ("/nope.js", 404),
+]
+
+
+@needs_client
+async def test_security_headers_on_every_public_response(cluster: Cluster) -> None:
+    for path, expected in PUBLIC_PATHS:
+        async with cluster.http.get(cluster.web_url + path) as resp:
+            assert resp.status == expected, path
+            headers = resp.headers
+        assert headers["X-Frame-Options"] == "DENY", path
+        assert headers["X-Content-Type-Options"] == "nosniff", path
+        assert headers["Referrer-Policy"] == "no-referrer", path
+        csp = dict(
+            item.strip().split(" ", 1) for item in headers["Content-Security-Policy"].split(";")
+        )
+        assert csp["default-src"] == "'none'", path
+        assert csp["script-src"] == "'self'", path
+        assert csp["frame-ancestors"] == "'none'", path
+        # gateway_url is unset: the page's own host, port 6081, and nothing else
+        assert csp["connect-src"] == "ws://127.0.0.1:6081 wss://127.0.0.1:6081", path
 
 
 async def test_config_js_default_null(cluster: Cluster) -> None:
@@ -108,7 +188,9 @@ async def test_config_js_default_null(cluster: Cluster) -> None:
 
 async def test_config_js_gateway_url() -> None:
     url = 'wss://play.example.com/ws?x="</script>'
-    settings = load_settings(web={"port": 0, "gateway_url": url, "health_targets": {"a": "x"}})
+    settings = load_settings(
+        web={"port": 0, "admin_port": 0, "gateway_url": url, "health_targets": {"a": "x"}}
+    )
     async with (
         WebServer(settings) as web,
         aiohttp.ClientSession() as http,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar
 
@@ -19,18 +20,35 @@ from netbus.roles.center.protocol import AuthCmd, AuthStatus
 from netbus.service import Service, User, command
 from netbus.storage import Account, AccountStore, StorageError
 
-__all__ = ["GUEST_KEY_RE", "AuthService", "valid_guest_key"]
+__all__ = ["GUEST_KEY_RE", "MIN_KEY_DISTINCT", "AuthService", "valid_guest_key"]
 
 log = logging.getLogger("netbus.auth")
 
 GUEST_KEY_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+#: the variety rule (docs/security.md "Guest keys"): a key uses at least this many
+#: different characters, and no character fills more than half of it
+MIN_KEY_DISTINCT = 8
 
 #: called after each successful login (e.g. to cache the profile in Redis)
 LoginHook = Callable[[Account], Awaitable[None]]
 
 
 def valid_guest_key(value: Any) -> bool:
-    return type(value) is str and GUEST_KEY_RE.fullmatch(value) is not None
+    """A well-formed guest key with enough variety to be a credential.
+
+    16-64 characters of ``A-Z a-z 0-9 _ -`` (docs/protocol.md §6.2), at least
+    `MIN_KEY_DISTINCT` of them different, none making up more than half the key. Hand-made
+    keys like ``aaaaaaaaaaaaaaaa`` or ``abababababababab`` are refused (INVALID_PARAMS), so
+    nobody can claim an account that a guessable key would open. Random keys pass: a
+    32-character key from the 64-symbol alphabet (netbus.js, `new_guest_key`) fails with
+    probability below 1e-19, one from 16 hex digits (the smallest alphabet an original
+    client could draw from) below 1e-7.
+    """
+    if type(value) is not str or GUEST_KEY_RE.fullmatch(value) is None:
+        return False
+    counts = Counter(value)
+    return len(counts) >= MIN_KEY_DISTINCT and 2 * max(counts.values()) <= len(value)
 
 
 def _error_reply(status: RequestStatus) -> dict[str, int]:

@@ -6,15 +6,21 @@ service layer (service.py) turns them into replies and pushes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
 from netbus.roles.talkroom.protocol import TalkroomStatus
 
-__all__ = ["Member", "Room", "validate_enter", "validate_msg"]
+__all__ = ["CONTROL_CHARS", "Member", "Room", "validate_enter", "validate_msg"]
 
 MAX_UNAME = 32
+
+#: C0 controls, DEL and C1 controls (Unicode category Cc): ESC starts terminal escape
+#: sequences (titles, screen clears, OSC 52 clipboard writes), NUL truncates C strings, CR/LF
+#: forge extra chat lines, and U+009B is a one-character CSI. docs/protocol.md §6.1.
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(slots=True)
@@ -28,11 +34,17 @@ class Member:
 
 
 def validate_enter(body: Any) -> tuple[str, int] | None:
-    """``(uname, usex)`` if the Enter body is valid (PROTOCOL.md §4.1), else None."""
+    """``(uname, usex)`` if the Enter body is valid (docs/protocol.md §6.1), else None.
+
+    A valid uname is 1-32 characters with no control character (`CONTROL_CHARS`): names are
+    shown to every other member, in terminals as well as in pages.
+    """
     if type(body) is not dict:
         return None
     uname, usex = body.get("uname"), body.get("usex")
     if type(uname) is not str or not 1 <= len(uname) <= MAX_UNAME:
+        return None
+    if _has_control(uname):
         return None
     if type(usex) is not int or usex not in (0, 1):
         return None
@@ -40,9 +52,19 @@ def validate_enter(body: Any) -> tuple[str, int] | None:
 
 
 def validate_msg(body: Any, max_len: int) -> str | None:
+    """The message if it is a string of at most ``max_len`` characters with no control
+    character (`CONTROL_CHARS`; tab and newline included), else None."""
     if type(body) is not str or len(body) > max_len:
         return None
+    if _has_control(body):
+        return None
     return body
+
+
+def _has_control(text: str) -> bool:
+    # isprintable() is false for every control character (and for some harmless ones, such
+    # as NBSP or the emoji joiner ZWJ): a C-speed answer for most text, the regex otherwise.
+    return not text.isprintable() and CONTROL_CHARS.search(text) is not None
 
 
 class Room:

@@ -1,6 +1,8 @@
 """The web role: the browser client, its ``/config.js``, and the cluster's health over HTTP.
 
-Routes (one aiohttp app on ``web.host:web.port``, default 127.0.0.1:8080):
+Two aiohttp apps on one event loop:
+
+**Public** (``web.host:web.port``, default 127.0.0.1:8080; the one to expose):
 
 ``GET /``
     ``static/index.html``; the rest of ``static/`` is served at ``/`` (the page references
@@ -9,12 +11,21 @@ Routes (one aiohttp app on ``web.host:web.port``, default 127.0.0.1:8080):
     ``window.NETBUS_CONFIG = {"gatewayUrl": ...}`` from ``web.gateway_url``; ``null`` makes
     the page use its own host, port 6081.
 ``GET /healthz``
-    The web role's liveness plus each other role's admin ``/healthz`` fetched over HTTP
-    (short timeout; an unreachable role is ``"down"``). 200 when every role is ok, else 503.
-    Concurrent requests share one round of fetches.
+    ``{"status": "ok"}`` (200) or ``{"status": "degraded"}`` (503), nothing else: no internal
+    address or error text. The result of a round is reused for `PUBLIC_HEALTH_MAX_AGE`.
+
+Every public response carries the security headers of `netbus.roles.web.security` (CSP
+with ``connect-src`` limited to the gateway, ``X-Frame-Options``, ``nosniff``, ...).
+
+**Admin** (``web.admin_host:web.admin_port``, default 127.0.0.1:9081; like every role's):
+
+``GET /healthz``
+    The cluster document: the web role's liveness plus each target role's admin
+    ``/healthz`` fetched over HTTP (short timeout; an unreachable role is ``"down"`` with the
+    error). 200 when every role is ok, else 503. Concurrent requests share one round.
 ``GET /metrics``
     This process's Prometheus text, with ``netbus_cluster_role_up{role}`` from the last
-    ``/healthz``. Each role's own metrics URL is listed in the ``/healthz`` document.
+    round. Each role's own metrics URL is listed in the admin ``/healthz`` document.
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +45,9 @@ from prometheus_client import Gauge
 from netbus.admin import admin_targets, bound_port, json_response, metrics_response
 from netbus.config import Settings
 from netbus.metrics import Metrics
+from netbus.roles.web.security import security_headers
 
-__all__ = ["STATIC_DIR", "WebServer", "build_web"]
+__all__ = ["PUBLIC_HEALTH_MAX_AGE", "STATIC_DIR", "WebServer", "build_web"]
 
 log = logging.getLogger("netbus.web")
 
@@ -43,14 +55,20 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 _NO_STORE = {"Cache-Control": "no-store"}
 
+#: seconds a health round answers the public /healthz before the next one is started, so a
+#: flood of public requests costs the other roles at most one round per second
+PUBLIC_HEALTH_MAX_AGE = 1.0
+
 
 class WebServer:
-    """The web role's HTTP server.
+    """The web role's HTTP servers: the public page and the admin app.
 
     Args:
         targets: role name -> admin base URL (``http://host:port``) to aggregate in
             ``/healthz``; default `netbus.admin.admin_targets` of ``settings``.
         host, port: override ``settings.web``; port 0 picks a free one.
+        admin_host, admin_port: override ``web.admin_host`` / ``web.admin_port``.
+        clock: monotonic seconds, for the age of a health round.
     """
 
     def __init__(
@@ -62,10 +80,15 @@ class WebServer:
         static_dir: Path = STATIC_DIR,
         host: str | None = None,
         port: int | None = None,
+        admin_host: str | None = None,
+        admin_port: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         cfg = settings.web
         self.host = cfg.host if host is None else host
         self.requested_port = cfg.port if port is None else port
+        self.admin_host = cfg.admin_host if admin_host is None else admin_host
+        self.requested_admin_port = cfg.admin_port if admin_port is None else admin_port
         self.gateway_url = cfg.gateway_url
         self.timeout = cfg.health_timeout
         self.targets = dict(admin_targets(settings) if targets is None else targets)
@@ -77,24 +100,28 @@ class WebServer:
             registry=self.metrics.registry,
         )
         self.static_dir = static_dir
+        self.clock = clock
         self.port = 0
-        self.started = time.monotonic()
+        self.admin_port = 0
+        self.started = clock()
         self._config_js = (
             b"window.NETBUS_CONFIG = " + orjson.dumps({"gatewayUrl": self.gateway_url}) + b";\n"
         )
         self._session: aiohttp.ClientSession | None = None
-        self._runner: web.AppRunner | None = None
+        self._runners: list[web.AppRunner] = []
         self._round: asyncio.Task[tuple[int, dict[str, Any]]] | None = None
+        self._last: tuple[float, int] | None = None  #: (finished at, HTTP status) of a round
         self.app = self._make_app()
+        self.admin_app = self._make_admin_app()
 
     def _make_app(self) -> web.Application:
         app = web.Application()
+        app.on_response_prepare.append(self._add_security_headers)
         router = app.router
         router.add_get("/", self._index)
         router.add_get("/index.html", self._index)
         router.add_get("/config.js", self._config)
-        router.add_get("/healthz", self._healthz)
-        router.add_get("/metrics", self._metrics)
+        router.add_get("/healthz", self._public_healthz)
         if self.static_dir.is_dir():
             router.add_static("/static", self.static_dir)
             router.add_static("/", self.static_dir)  # last: the routes above win
@@ -102,32 +129,44 @@ class WebServer:
             log.warning("web: no static client at %s", self.static_dir)
         return app
 
+    def _make_admin_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/healthz", self._admin_healthz)
+        app.router.add_get("/metrics", self._metrics)
+        return app
+
     # ---------------------------------------------------------------------- lifecycle
     async def start(self) -> None:
-        """Bind and serve. Raises OSError if the port is taken."""
+        """Bind both apps and serve. Raises OSError if a port is taken."""
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.timeout),
             connector=aiohttp.TCPConnector(limit=32),
         )
-        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
-        await runner.setup()
         try:
-            await web.TCPSite(runner, self.host, self.requested_port).start()
+            self.port = await self._serve(self.app, self.host, self.requested_port)
+            self.admin_port = await self._serve(
+                self.admin_app, self.admin_host, self.requested_admin_port
+            )
         except BaseException:
-            await runner.cleanup()
-            await self._session.close()
+            await self.close()
             raise
-        self._runner = runner
-        self.port = bound_port(runner)
-        self.started = time.monotonic()
+        self.started = self.clock()
         log.info("web: browser client on http://%s:%d/", self.host, self.port)
+        log.info("web: admin HTTP on http://%s:%d/", self.admin_host, self.admin_port)
         for name, url in self.targets.items():
             log.info("web: /healthz includes %s at %s", name, url)
 
+    async def _serve(self, app: web.Application, host: str, port: int) -> int:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        self._runners.append(runner)
+        await web.TCPSite(runner, host, port).start()
+        return bound_port(runner)
+
     async def close(self) -> None:
         """Stop serving, then close the health client; idempotent."""
-        runner, self._runner = self._runner, None
-        if runner is not None:
+        runners, self._runners = self._runners, []
+        for runner in runners:
             await runner.cleanup()
         if self._round is not None:
             self._round.cancel()
@@ -156,6 +195,16 @@ class WebServer:
     def _round_done(self, task: asyncio.Future[Any]) -> None:
         if self._round is task:
             self._round = None
+        if not task.cancelled() and task.exception() is None:
+            self._last = (self.clock(), task.result()[0])
+
+    async def public_health(self) -> int:
+        """200 (every role ok) or 503, from a round at most `PUBLIC_HEALTH_MAX_AGE` old."""
+        last = self._last
+        if last is not None and self.clock() - last[0] < PUBLIC_HEALTH_MAX_AGE:
+            return last[1]
+        status, _ = await self.cluster_health()
+        return status
 
     async def _health_round(self) -> tuple[int, dict[str, Any]]:
         names = list(self.targets)
@@ -163,7 +212,7 @@ class WebServer:
         roles: dict[str, Any] = {
             "web": {
                 "status": "ok",
-                "uptime": round(time.monotonic() - self.started, 3),
+                "uptime": round(self.clock() - self.started, 3),
                 "metrics": "/metrics",
             }
         }
@@ -221,7 +270,14 @@ class WebServer:
             headers={**_NO_STORE, "Content-Type": "text/javascript; charset=utf-8"},
         )
 
-    async def _healthz(self, request: web.Request) -> web.Response:
+    async def _public_healthz(self, request: web.Request) -> web.Response:
+        status = await self.public_health()
+        doc = {"status": "ok" if status == 200 else "degraded"}
+        response = json_response(doc, status=status)
+        response.headers.update(_NO_STORE)
+        return response
+
+    async def _admin_healthz(self, request: web.Request) -> web.Response:
         status, doc = await self.cluster_health()
         response = json_response(doc, status=status)
         response.headers.update(_NO_STORE)
@@ -229,6 +285,12 @@ class WebServer:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return metrics_response(self.metrics)
+
+    async def _add_security_headers(
+        self, request: web.BaseRequest, response: web.StreamResponse
+    ) -> None:
+        for name, value in security_headers(self.gateway_url, request.host).items():
+            response.headers.setdefault(name, value)
 
 
 def build_web(settings: Settings, **kwargs: Any) -> WebServer:

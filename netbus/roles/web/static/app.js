@@ -16,6 +16,8 @@ import {
   Stype,
   TalkroomStatus,
 } from "./netbus.js";
+import { newGuestKey, validGuestKey } from "./guestkey.js";
+import { onServiceAvailable } from "./recovery.js";
 
 // ---------------------------------------------------------------------------- configuration
 
@@ -27,19 +29,22 @@ const TALK = { protoType: params.get("proto") === "buf" ? ProtoType.BUF : ProtoT
 const KEY_STORAGE = "netbus.guestKey";
 const NAME_STORAGE = "netbus.uname";
 const SEX_STORAGE = "netbus.usex";
-const KEY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"; // 64
-const KEY_PATTERN = /^[A-Za-z0-9_-]{16,64}$/;
 const MAX_LINES = 500; // message lines kept in the DOM
 const RECONNECT_MAX_MS = 30_000;
 
-/** ?gw= beats window.NETBUS_CONFIG.gatewayUrl (from /config.js) beats ws(s)://<host>:6081/ws. */
+/**
+ * window.NETBUS_CONFIG.gatewayUrl (from the web role's /config.js), else ws(s)://<host>:6081/ws.
+ *
+ * Never from this page's own URL: the guest key goes to whatever gateway the page uses, so a
+ * link that could name the gateway (the old `?gw=`) could hand the key to anyone.
+ * The CSP's connect-src (docs/security.md) enforces the same rule in the browser.
+ */
 function resolveGatewayUrl() {
-  const candidates = [params.get("gw"), window.NETBUS_CONFIG?.gatewayUrl];
-  for (const candidate of candidates) {
-    if (typeof candidate !== "string" || candidate.trim() === "") continue;
-    const url = toWebSocketUrl(candidate.trim());
+  const configured = window.NETBUS_CONFIG?.gatewayUrl;
+  if (typeof configured === "string" && configured.trim() !== "") {
+    const url = toWebSocketUrl(configured.trim());
     if (url) return url;
-    console.warn(`netbus: ignoring invalid gateway URL ${JSON.stringify(candidate)}`);
+    console.warn(`netbus: ignoring invalid gateway URL ${JSON.stringify(configured)}`);
   }
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   return `${scheme}://${location.hostname || "localhost"}:6081/ws`;
@@ -69,15 +74,10 @@ const storage = {
   },
 };
 
-/** 32 characters from A–Z a–z 0–9 _ -; 64 symbols, so `byte & 63` is unbiased. */
-function newGuestKey() {
-  const bytes = crypto.getRandomValues(new Uint8Array(32));
-  return Array.from(bytes, (b) => KEY_ALPHABET[b & 63]).join("");
-}
-
+/** The stored key, or a new one when there is none (or one the center would refuse). */
 function loadGuestKey() {
   let key = storage.get(KEY_STORAGE);
-  if (!key || !KEY_PATTERN.test(key)) {
+  if (!validGuestKey(key)) {
     key = newGuestKey();
     storage.set(KEY_STORAGE, key);
   }
@@ -266,10 +266,12 @@ const systemLine = (text, event = "info") => addLine({ kind: "system", text, eve
  * Show the banner. kind: relogin | reconnecting | unavailable | timeout | shutdown |
  * rate-limited | login-failed | error. The relogin banner stays until the user acts on it.
  */
-function showBanner(kind, text, { action = null, actionLabel = "Retry", dismissible = true, autoHideMs = 0 } = {}) {
+/** Show the banner; `stype` names the service an "unavailable" banner is about. */
+function showBanner(kind, text, { action = null, actionLabel = "Retry", dismissible = true, autoHideMs = 0, stype = null } = {}) {
   if (ui.banner.dataset.kind === "relogin" && !ui.banner.hidden && kind !== "relogin") return;
   clearTimeout(app.bannerTimer);
   ui.banner.dataset.kind = kind;
+  ui.banner.dataset.stype = stype === null ? "" : String(stype);
   ui.bannerText.textContent = text;
   app.bannerAction = action;
   ui.bannerAction.hidden = !action;
@@ -285,7 +287,15 @@ function hideBanner(...kinds) {
   clearTimeout(app.bannerTimer);
   ui.banner.hidden = true;
   ui.banner.dataset.kind = "";
+  ui.banner.dataset.stype = "";
   app.bannerAction = null;
+}
+
+/** The visible banner as recovery.js sees it, or null. */
+function visibleBanner() {
+  if (ui.banner.hidden) return null;
+  const stype = ui.banner.dataset.stype;
+  return { kind: ui.banner.dataset.kind, stype: stype === "" ? null : Number(stype) };
 }
 
 ui.bannerAction.addEventListener("click", () => {
@@ -305,7 +315,7 @@ function serviceName(stype) {
 function requestFailed(err, { what, retry }) {
   if (err instanceof ConnectionClosedError) return; // the close handler shows "reconnecting"
   if (err instanceof ServiceUnavailableError) {
-    showBanner("unavailable", `The ${serviceName(err.stype)} is unavailable right now, so we could not ${what}. Try again in a moment.`, { action: retry });
+    showBanner("unavailable", `The ${serviceName(err.stype)} is unavailable right now, so we could not ${what}. Try again in a moment.`, { action: retry, stype: err.stype });
   } else if (err instanceof LoginRequiredError) {
     // The gateway no longer counts this connection as logged in: sign in again (which also
     // re-enters the room if the user was in it), but not in a loop.
@@ -463,22 +473,23 @@ client.on("unavailable", ({ stype, ctype }) => {
     systemLine("The talkroom went down.", "service-down");
     render();
     showBanner("unavailable", "The talkroom is down. You will be back in the room as soon as it returns.",
-      { action: () => enterRoom({ rejoin: true }) });
+      { action: () => enterRoom({ rejoin: true }), stype });
     return;
   }
   // A pending request's own handler replaces this with a banner that can retry it.
   if (ui.banner.dataset.kind === "unavailable" && !ui.banner.hidden) return;
-  showBanner("unavailable", `The ${serviceName(stype)} is unavailable right now.`);
+  showBanner("unavailable", `The ${serviceName(stype)} is unavailable right now.`, { stype });
 });
 
+// SERVICE_AVAILABLE: clear a banner about that service, sign in again after a failed login,
+// re-enter the room (recovery.js decides).
 client.on("available", ({ stype }) => {
-  if (stype === Stype.TalkRoom) {
-    hideBanner("unavailable");
-    if (app.phase === "ready" && app.wantRoom && app.room === "out" && !app.busy) enterRoom({ rejoin: true });
-  } else if (stype === Stype.Auth && app.phase === "failed") {
-    hideBanner("unavailable");
-    retryLogin();
-  }
+  const todo = onServiceAvailable({
+    phase: app.phase, room: app.room, wantRoom: app.wantRoom, busy: app.busy, banner: visibleBanner(),
+  }, stype);
+  if (todo.hideBanner) hideBanner("unavailable");
+  if (todo.retryLogin) retryLogin();
+  if (todo.rejoin) enterRoom({ rejoin: true });
 });
 
 client.on("rateLimited", ({ dropped }) => {
