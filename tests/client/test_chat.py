@@ -7,10 +7,12 @@ import os
 from pathlib import Path
 
 import pytest
-from netbus.protocol.commands import GatewayCmd, Stype, TalkroomCmd
 
 from netbus.client.chat import StdinLines, _describe_push, printable
 from netbus.client.client import Push
+from netbus.protocol import GatewayCmd
+from netbus.roles import Stype
+from netbus.roles.talkroom.protocol import TalkroomCmd
 
 
 def test_printable_escapes_every_control_character() -> None:
