@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from netbus.client import Client
+from netbus.client.guest import new_guest_key
 from netbus.config import LimitsConfig, ListenerConfig, ServiceRoute, load_settings
 from netbus.gateway import build_gateway
 from netbus.protocol import GatewayCmd
@@ -36,10 +37,10 @@ async def test_login_flood_from_one_ip_is_rate_limited(tmp_path: Path) -> None:
     await gateway.wait_services_up()
     client = await Client.connect(f"tcp://127.0.0.1:{gateway.ports[0]}")
     try:
-        for i in range(3):  # the burst
-            reply = await client.guest_login(f"key-{i:02d}-" + "x" * 16)
+        for _ in range(3):  # the burst
+            reply = await client.guest_login(new_guest_key())
             assert reply["status"] == 1
-        client.send(Stype.Auth, 1, "key-99-" + "x" * 16)
+        client.send(Stype.Auth, 1, new_guest_key())
         push = await client.next_push(Stype.Gateway, GatewayCmd.RATE_LIMITED)
         assert push.body == {"dropped": 1}
         await client.heartbeat()  # the connection itself is fine

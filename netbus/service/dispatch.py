@@ -114,7 +114,7 @@ class Dispatcher:
             raise ValueError(f"service {service.name!r} has no valid stype ({stype!r}; 1-65535)")
         if stype in self._bound:
             raise ValueError(f"stype {stype} is already served by {self._bound[stype].service}")
-        if service._outbox is not None:
+        if service._outbox is not None and not service._outbox.stopped:
             raise ValueError(f"service {service.name!r} is already registered with a server")
         codecs = self._codecs | service.codecs()
         outbox = Outbox(stype, dict(type(service)._push_layouts), self._deferral)
@@ -451,8 +451,7 @@ class Dispatcher:
                     await result
             except Exception:
                 log.exception("%s.on_stop failed", bound.service.name)
-            if bound.service._outbox is bound.outbox:
-                bound.service._outbox = None
+            bound.outbox.stopped = True
         self.errors.flush()
 
     async def drain(self, timeout: float | None = None) -> None:

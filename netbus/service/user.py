@@ -134,12 +134,15 @@ class Outbox:
         deferral: shared with the dispatcher, which sets a batch while a handler runs.
     """
 
-    __slots__ = ("_deferral", "pushes", "stype")
+    __slots__ = ("_deferral", "pushes", "stopped", "stype")
 
     def __init__(self, stype: int, pushes: dict[int, BodyCodec | None], deferral: Deferral) -> None:
         self.stype = stype
         self.pushes = pushes
         self._deferral = deferral
+        #: its server has stopped: the service may be registered with another (a restart);
+        #: what it still sends goes to links that are closed or closing
+        self.stopped = False
 
     def template(self, ctype: int, proto_type: int, body: Any, utag: int = 0) -> bytes:
         """One encoded push (header with ``utag``, then the body), in ``proto_type`` or, for
