@@ -1,6 +1,7 @@
 """Where ``netbus up`` puts each role, and the URLs it prints: pure functions of `Settings`.
 
 `gateway_layout` gives the N gateways of ``netbus up --gateways N`` their ports,
+`service_slots` names the instances of each ``[services.<name>]`` and gives them theirs,
 `cluster_health_targets` tells the web role about every one of them, `gateway_client_url`
 is where ``netbus chat --config`` connects, and `chat_command` is the line the banner prints.
 """
@@ -21,11 +22,13 @@ from netbus.errors import ConfigError
 
 __all__ = [
     "GatewaySlot",
+    "ServiceSlot",
     "chat_command",
     "cluster_health_targets",
     "gateway_client_url",
     "gateway_layout",
     "listener_url",
+    "service_slots",
 ]
 
 log = logging.getLogger("netbus.up")
@@ -38,6 +41,31 @@ class GatewaySlot(NamedTuple):
     listeners: list[ListenerConfig]
     admin_port: int | None
     env: dict[str, str]
+
+
+class ServiceSlot(NamedTuple):
+    """One instance of a ``[services.<name>]`` service: one ``netbus serve`` process."""
+
+    role: str  #: its process name: the service name, or ``name.i`` when it has several
+    service: str  #: the ``[services.<name>]`` name
+    instance: int  #: 1 .. instances
+    host: str
+    port: int
+    admin_host: str
+    admin_port: int  #: 0: a free port, announced in its READY line
+
+
+def service_slots(settings: Settings) -> list[ServiceSlot]:
+    """Every instance of every ``[services.<name>]``, in configuration order."""
+    slots = []
+    for name, cfg in settings.services.items():
+        pairs = zip(cfg.ports, cfg.admin_ports, strict=True)
+        for index, (port, admin_port) in enumerate(pairs, start=1):
+            role = name if cfg.instances == 1 else f"{name}.{index}"
+            slots.append(
+                ServiceSlot(role, name, index, cfg.host, port, cfg.admin_host, admin_port)
+            )
+    return slots
 
 
 def gateway_layout(settings: Settings, count: int) -> list[GatewaySlot]:
@@ -54,6 +82,8 @@ def gateway_layout(settings: Settings, count: int) -> list[GatewaySlot]:
     reserved.add(settings.web.admin_port)
     for role_cfg in (settings.talkroom, settings.center):
         reserved.add(getattr(role_cfg, "admin_port", 0))
+    for slot in service_slots(settings):
+        reserved |= {slot.port, slot.admin_port}
     reserved.discard(0)
     used: set[int] = set()
     slots: list[GatewaySlot] = []
