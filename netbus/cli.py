@@ -24,8 +24,8 @@ from netbus.layout import (
     cluster_health_targets,
     gateway_client_url,
     gateway_layout,
+    launch_plan,
     listener_url,
-    service_slots,
 )
 from netbus.log import setup_logging
 from netbus.runtime import LoopName, run
@@ -333,21 +333,16 @@ def up(config: str | None, loop: LoopName, gateways: int) -> None:
     if gateways > 1 and not settings.web.health_targets:
         targets = cluster_health_targets(settings, layout)
         web_env["NETBUS_WEB__HEALTH_TARGETS"] = orjson.dumps(targets).decode()
-    roles = []
-    for name in _cluster_roles():
-        if name == "gateway":  # custom services start before it, like the built-in ones
-            for slot in service_slots(settings):
-                argv = [*base, "serve", "--service", slot.service]
-                argv += ["--instance", str(slot.instance), *extra]
-                roles.append(RoleProcess(slot.role, argv, env=dict(common_env)))
-        if name != "gateway":
-            env = web_env if name == "web" else dict(common_env)
-            roles.append(RoleProcess(name, [*base, name, *extra], env=env))
-            continue
-        for gw in layout:
-            env = {**common_env, **gw.env} if gateways > 1 else dict(common_env)
-            role_name = gw.id if gateways > 1 else "gateway"
-            roles.append(RoleProcess(role_name, [*base, "gateway", *extra], env=env))
+    plan = launch_plan(
+        settings,
+        layout,
+        roles=_cluster_roles(),
+        command=[*base],
+        options=extra,
+        env=common_env,
+        web_env=web_env,
+    )
+    roles = [RoleProcess(launch.name, launch.argv, env=launch.env) for launch in plan]
 
     exit_code = 0
 

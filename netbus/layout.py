@@ -2,6 +2,7 @@
 
 `gateway_layout` gives the N gateways of ``netbus up --gateways N`` their ports,
 `service_slots` names the instances of each ``[services.<name>]`` and gives them theirs,
+`launch_plan` is the list of processes ``netbus up`` starts, in order,
 `cluster_health_targets` tells the web role about every one of them, `gateway_client_url`
 is where ``netbus chat --config`` connects, and `chat_command` is the line the banner prints.
 """
@@ -22,11 +23,13 @@ from netbus.errors import ConfigError
 
 __all__ = [
     "GatewaySlot",
+    "Launch",
     "ServiceSlot",
     "chat_command",
     "cluster_health_targets",
     "gateway_client_url",
     "gateway_layout",
+    "launch_plan",
     "listener_url",
     "service_slots",
 ]
@@ -62,9 +65,7 @@ def service_slots(settings: Settings) -> list[ServiceSlot]:
         pairs = zip(cfg.ports, cfg.admin_ports, strict=True)
         for index, (port, admin_port) in enumerate(pairs, start=1):
             role = name if cfg.instances == 1 else f"{name}.{index}"
-            slots.append(
-                ServiceSlot(role, name, index, cfg.host, port, cfg.admin_host, admin_port)
-            )
+            slots.append(ServiceSlot(role, name, index, cfg.host, port, cfg.admin_host, admin_port))
     return slots
 
 
@@ -112,6 +113,52 @@ def gateway_layout(settings: Settings, count: int) -> list[GatewaySlot]:
             env["NETBUS_GATEWAY__ADMIN_PORT"] = str(admin_k)
         slots.append(GatewaySlot(gw_id, listeners, admin_k, env))
     return slots
+
+
+class Launch(NamedTuple):
+    """One process of ``netbus up``: its name (output prefix), command line, extra env."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+
+
+def launch_plan(
+    settings: Settings,
+    layout: list[GatewaySlot],
+    *,
+    roles: list[str],
+    command: list[str],
+    options: list[str],
+    env: dict[str, str],
+    web_env: dict[str, str],
+) -> list[Launch]:
+    """The processes of ``netbus up``, in start order: each built-in role of ``roles`` as
+    ``command + [role] + options`` (``python -m netbus center --config F --loop L``), every
+    instance of every ``[services.<name>]`` as ``command + ["serve", "--service", name,
+    "--instance", i] + options`` right before the gateway(s), and one gateway per slot of
+    ``layout`` (with the slot's env when there are several).
+    """
+    plan = []
+    for name in roles:
+        if name == "gateway":  # services are up before the gateway, like the built-in ones
+            for slot in service_slots(settings):
+                argv = [*command, "serve", "--service", slot.service]
+                plan.append(
+                    Launch(
+                        slot.role, [*argv, "--instance", str(slot.instance), *options], dict(env)
+                    )
+                )
+            for gw in layout:
+                several = len(layout) > 1
+                gw_env = {**env, **gw.env} if several else dict(env)
+                plan.append(
+                    Launch(gw.id if several else "gateway", [*command, "gateway", *options], gw_env)
+                )
+        else:
+            role_env = dict(web_env) if name == "web" else dict(env)
+            plan.append(Launch(name, [*command, name, *options], role_env))
+    return plan
 
 
 def cluster_health_targets(settings: Settings, layout: list[GatewaySlot]) -> dict[str, str]:

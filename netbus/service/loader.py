@@ -78,9 +78,15 @@ def _call(factory: Callable[..., Any], settings: Mapping[str, Any], origin: str)
             signature.bind(**settings)
         except TypeError as exc:
             keys = ", ".join(sorted(settings)) or "none"
+            takes = [
+                p.name
+                for p in signature.parameters.values()
+                if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+            ]
             raise ConfigError(
                 f"{origin}: the settings ({keys}) do not fit "
-                f"{getattr(factory, '__qualname__', factory)}{signature}: {exc}"
+                f"{getattr(factory, '__qualname__', factory)}: {exc} "
+                f"(it takes: {', '.join(takes) or 'nothing'})"
             ) from None
     return factory(**settings)
 
@@ -149,4 +155,4 @@ def load_services(target: str, *, settings: Mapping[str, Any] | None = None) -> 
 def _describe(obj: object) -> str:
     if isinstance(obj, type):
         return f"the class {obj.__qualname__}, not a Service subclass"
-    return f"a {type(obj).__name__} ({obj!r:.60})"
+    return f"a value of type {type(obj).__name__} ({obj!r:.60})"
