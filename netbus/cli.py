@@ -236,8 +236,7 @@ def serve(
     from netbus.serve import serve_target, service_server
 
     settings = _settings(config)
-    if os.getcwd() not in sys.path:  # like `python -m`: modules next to you are found
-        sys.path.insert(0, os.getcwd())
+    _here_on_path()
     try:
         spec = serve_target(
             settings,
@@ -311,6 +310,7 @@ def up(config: str | None, loop: LoopName, gateways: int) -> None:
 
     config = _config_file(config)
     settings = _settings(config)
+    _check_service_packages(settings)
     setup_logging("up", level=settings.log.level, json_format=settings.log.json_format)
     base = [sys.executable, "-m", "netbus"]
     extra = (["--config", config] if config else []) + ["--loop", loop]
@@ -413,6 +413,28 @@ def _cluster_roles() -> list[str]:
     if "web" in main.commands:
         roles.append("web")
     return roles
+
+
+def _here_on_path() -> None:
+    """Like ``python -m``: modules in the current directory can be imported."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+
+def _check_service_packages(settings: Settings) -> None:
+    """Fail `netbus up` at once when a ``[services.*]`` package cannot be found, rather than
+    after its process failed three times. Only the top-level package is looked up: no code
+    of it runs in the supervisor."""
+    import importlib.util
+
+    _here_on_path()
+    for name, service in settings.services.items():
+        package = service.module.partition(":")[0].split(".")[0]
+        if importlib.util.find_spec(package) is None:
+            raise click.ClickException(
+                f"services.{name}: no module named {package!r} for {service.module} (is the"
+                " package installed, or are you in its directory?)"
+            )
 
 
 def _check_redis(url: str) -> None:

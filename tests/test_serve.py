@@ -110,3 +110,17 @@ def test_netbus_serve_fails_clearly(
     result = CliRunner().invoke(main, ["serve", *args])
     assert result.exit_code == 1
     assert message in result.output
+
+
+def test_netbus_up_refuses_a_missing_service_package_before_starting_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [*sys.path])
+    (tmp_path / "netbus.toml").write_text(
+        '[services.echo]\nmodule = "nosuch_pkg.echo:Echo"\nstype = 16\nport = 6090\n'
+    )
+    result = CliRunner().invoke(main, ["up"])  # ./netbus.toml is read without --config
+    assert result.exit_code == 1
+    assert "services.echo: no module named 'nosuch_pkg'" in result.output
+    assert "cluster ready" not in result.output
