@@ -101,7 +101,7 @@ def run_server(
         server = await factory()
         try:
             await server.start()
-        except OSError as exc:
+        except (ConfigError, OSError) as exc:  # a misconfigured listener, a port taken
             raise StartError(f"{role}: cannot start: {exc}") from None
         admin_app = None
         try:
