@@ -24,6 +24,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from netbus.config import Settings
+from netbus.layout import service_slots
 from netbus.metrics import Metrics
 
 __all__ = [
@@ -159,13 +160,18 @@ def bound_port(runner: web.AppRunner) -> int:
 def admin_addresses(settings: Settings) -> dict[str, tuple[str, int]]:
     """Role name -> the configured (host, port) of its admin app.
 
-    The web role serves ``/healthz`` and ``/metrics`` on its own port and is not listed.
+    Each instance of a ``[services.<name>]`` service is a role too (`service_slots`:
+    ``name``, or ``name.1`` .. ``name.N``). The web role serves ``/healthz`` and
+    ``/metrics`` on its own port and is not listed.
     """
-    return {
+    addresses = {
         "gateway": (settings.gateway.admin_host, settings.gateway.admin_port),
         "center": (settings.center.admin_host, settings.center.admin_port),
         "talkroom": (settings.talkroom.admin_host, settings.talkroom.admin_port),
     }
+    for slot in service_slots(settings):
+        addresses[slot.role] = (slot.admin_host, slot.admin_port)
+    return addresses
 
 
 def admin_targets(settings: Settings) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -16,22 +17,25 @@ import orjson
 from netbus.cli_plugins import plugin_commands
 from netbus.cluster import cluster_secret
 from netbus.config import ListenerConfig, Settings, load_settings
-from netbus.errors import ConfigError
+from netbus.errors import ConfigError, StartError
 from netbus.layout import (
     GatewaySlot,
     chat_command,
     cluster_health_targets,
     gateway_client_url,
     gateway_layout,
+    launch_plan,
     listener_url,
 )
 from netbus.log import setup_logging
-from netbus.runtime import LoopName, run, wait_for_signal
-from netbus.supervisor import announce_ready, arm_parent_death_signal, watch_lifeline
+from netbus.runtime import LoopName, run
 
 __all__ = ["main"]
 
 log = logging.getLogger("netbus.cli")
+
+#: the config file read when neither --config nor NETBUS_CONFIG names one, if it exists
+DEFAULT_CONFIG = "netbus.toml"
 
 _config_option = click.option(
     "--config",
@@ -39,7 +43,8 @@ _config_option = click.option(
     type=click.Path(dir_okay=False),
     default=None,
     envvar="NETBUS_CONFIG",
-    help="TOML config file (default: built-in defaults).",
+    help=f"TOML config file (default: ./{DEFAULT_CONFIG} if there is one, else the built-in"
+    " defaults).",
 )
 _loop_option = click.option(
     "--loop",
@@ -50,9 +55,16 @@ _loop_option = click.option(
 )
 
 
+def _config_file(config: str | None) -> str | None:
+    """``config``, else ``./netbus.toml`` when it exists (a project made by `netbus new`)."""
+    if config is None and not os.environ.get("NETBUS_CONFIG") and Path(DEFAULT_CONFIG).is_file():
+        return DEFAULT_CONFIG
+    return config
+
+
 def _settings(config: str | None) -> Settings:
     try:
-        return load_settings(config)
+        return load_settings(_config_file(config))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -64,61 +76,19 @@ def _serve(
     factory: Callable[[], Awaitable[Any]],
     *,
     admin: bool = True,
+    admin_address: tuple[str, int] | None = None,
 ) -> None:
-    """Start a role server and its admin HTTP app, announce them, run until SIGINT/SIGTERM.
+    """Run a role's server as this process (`netbus.serve.run_server`): admin app, READY
+    line, drain on SIGINT/SIGTERM/SIGHUP. ``admin=False`` for a role that serves its own
+    admin app (web)."""
+    from netbus.serve import run_server
 
-    ``admin=False`` for a role that serves its own admin app (web; its ``admin_port``).
-    """
-    setup_logging(role, level=settings.log.level, json_format=settings.log.json_format)
-    if not arm_parent_death_signal():
-        raise click.ClickException(f"{role}: netbus up is gone; not starting")
-
-    async def main() -> None:
-        from netbus.admin import build_admin
-
-        server = await factory()
-        try:
-            await server.start()
-        except (ConfigError, OSError) as exc:
-            raise click.ClickException(f"{role}: cannot start: {exc}") from None
-        admin_app = build_admin(role, server, settings) if admin else None
-        try:
-            if admin_app is not None:
-                await admin_app.start()
-        except OSError as exc:
-            await server.close()
-            raise click.ClickException(f"{role}: cannot start the admin HTTP: {exc}") from None
-        admin_port = admin_app.port if admin_app is not None else server.admin_port
-        # Handle SIGINT/SIGTERM before saying READY: a supervisor (or a test) may stop the
-        # role as soon as it reads that line, and the default action would kill it undrained.
-        stop = asyncio.ensure_future(wait_for_signal())
-        await asyncio.sleep(0)  # lets wait_for_signal install its handlers
-        # Under `netbus up`: stop as on SIGTERM when the supervisor is gone, however it ended.
-        orphaned = watch_lifeline()
-        announce_ready(role, **_ports(server), admin_port=admin_port)
-        await asyncio.wait(
-            {stop} | ({orphaned} if orphaned else set()), return_when=asyncio.FIRST_COMPLETED
+    try:
+        run_server(
+            role, settings, factory, loop=loop, admin=admin, admin_address=admin_address
         )
-        if stop.done():
-            log.info("%s: %s received, shutting down", role, stop.result().name)
-        else:  # its SIGTERM (parent-death signal) may follow: `stop` still catches it
-            log.warning("%s: netbus up is gone, shutting down", role)
-        if orphaned is not None:
-            orphaned.cancel()
-        if admin_app is not None:
-            await admin_app.close()
-        await server.close()
-        stop.cancel()
-
-    run(main, loop=loop)
-
-
-def _ports(server: Any) -> dict[str, Any]:
-    info: dict[str, Any] = {}
-    for attr in ("port", "ports", "client_ports"):
-        if hasattr(server, attr):
-            info[attr] = getattr(server, attr)
-    return info
+    except (ConfigError, StartError) as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group()
@@ -228,6 +198,95 @@ def web(config: str | None, loop: LoopName, host: str | None, port: int | None) 
     _serve("web", settings, loop, factory, admin=False)
 
 
+@main.command()
+@click.argument("target", required=False)
+@_config_option
+@_loop_option
+@click.option(
+    "--service", "-s", "section", default=None, help="Run [services.NAME] of the config."
+)
+@click.option(
+    "--instance",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Which instance of --service (its port is port + INSTANCE - 1).",
+)
+@click.option("--name", default=None, help="Process name in logs and READY line.")
+@click.option("--host", default=None, help="Where gateways connect (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Gateway port (default: free one).")
+@click.option("--admin-host", default=None, help="Admin HTTP address (default 127.0.0.1).")
+@click.option("--admin-port", type=int, default=None, help="Admin HTTP port (default: free).")
+def serve(
+    target: str | None,
+    config: str | None,
+    loop: LoopName,
+    section: str | None,
+    instance: int,
+    name: str | None,
+    host: str | None,
+    port: int | None,
+    admin_host: str | None,
+    admin_port: int | None,
+) -> None:
+    """Run your service(s): TARGET is package.module:attr naming a Service, a Service class,
+    a list of them, or a factory; or --service NAME runs [services.NAME] of the config
+    (module, stype, ports, settings). Gateways connect to it; /healthz and /metrics on its
+    admin port; SIGINT/SIGTERM/SIGHUP drain it (docs/services.md)."""
+    from netbus.serve import serve_target, service_server
+
+    settings = _settings(config)
+    _here_on_path()
+    try:
+        spec = serve_target(
+            settings,
+            target=target,
+            service=section,
+            instance=instance,
+            name=name,
+            host=host,
+            port=port,
+            admin_host=admin_host,
+            admin_port=admin_port,
+        )
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    async def factory() -> Any:
+        return service_server(spec, settings)
+
+    _serve(spec.role, settings, loop, factory, admin_address=spec.admin_address)
+
+
+@main.command()
+@click.argument("name")
+@click.option(
+    "--directory",
+    "-C",
+    type=click.Path(file_okay=False, exists=True),
+    default=".",
+    help="Where to create the project's directory (default: here).",
+)
+def new(name: str, directory: str) -> None:
+    """Create a game project NAME: a service, its netbus.toml, a test, a README.
+
+    Refuses to touch an existing directory."""
+    from netbus.scaffold import new_project
+
+    try:
+        path = new_project(name, Path(directory))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    except FileExistsError:
+        raise click.ClickException(
+            f"{Path(directory) / name} already exists; nothing was written"
+        ) from None
+    click.echo(f"created {path}/: a netbus game project. Next, in it:")
+    click.echo(f"  cd {path}")
+    click.echo("  python -m pip install -e '.[test]' && python -m netbus up")
+    click.echo("  python -m pytest")
+
+
 #: the Redis that `netbus up --gateways N` (N > 1) uses when ``[redis] url`` is unset
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -245,10 +304,13 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
     " + 2*(i-1), skipping ports of the other roles (docs/scaling.md).",
 )
 def up(config: str | None, loop: LoopName, gateways: int) -> None:
-    """Run the whole cluster on this machine: center, talkroom, gateway(s) (and web)."""
+    """Run the whole cluster on this machine: center, talkroom, the [services.*] of the
+    config, gateway(s) (and web)."""
     from netbus.supervisor import RoleProcess, Supervisor
 
+    config = _config_file(config)
     settings = _settings(config)
+    _check_service_packages(settings)
     setup_logging("up", level=settings.log.level, json_format=settings.log.json_format)
     base = [sys.executable, "-m", "netbus"]
     extra = (["--config", config] if config else []) + ["--loop", loop]
@@ -271,16 +333,16 @@ def up(config: str | None, loop: LoopName, gateways: int) -> None:
     if gateways > 1 and not settings.web.health_targets:
         targets = cluster_health_targets(settings, layout)
         web_env["NETBUS_WEB__HEALTH_TARGETS"] = orjson.dumps(targets).decode()
-    roles = []
-    for name in _cluster_roles():
-        if name != "gateway":
-            env = web_env if name == "web" else dict(common_env)
-            roles.append(RoleProcess(name, [*base, name, *extra], env=env))
-            continue
-        for gw in layout:
-            env = {**common_env, **gw.env} if gateways > 1 else dict(common_env)
-            role_name = gw.id if gateways > 1 else "gateway"
-            roles.append(RoleProcess(role_name, [*base, "gateway", *extra], env=env))
+    plan = launch_plan(
+        settings,
+        layout,
+        roles=_cluster_roles(),
+        command=[*base],
+        options=extra,
+        env=common_env,
+        web_env=web_env,
+    )
+    roles = [RoleProcess(launch.name, launch.argv, env=launch.env) for launch in plan]
 
     exit_code = 0
 
@@ -353,6 +415,28 @@ def _cluster_roles() -> list[str]:
     return roles
 
 
+def _here_on_path() -> None:
+    """Like ``python -m``: modules in the current directory can be imported."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+
+def _check_service_packages(settings: Settings) -> None:
+    """Fail `netbus up` at once when a ``[services.*]`` package cannot be found, rather than
+    after its process failed three times. Only the top-level package is looked up: no code
+    of it runs in the supervisor."""
+    import importlib.util
+
+    _here_on_path()
+    for name, service in settings.services.items():
+        package = service.module.partition(":")[0].split(".")[0]
+        if importlib.util.find_spec(package) is None:
+            raise click.ClickException(
+                f"services.{name}: no module named {package!r} for {service.module} (is the"
+                " package installed, or are you in its directory?)"
+            )
+
+
 def _check_redis(url: str) -> None:
     """Fail `netbus up` with a clear message when the configured Redis does not answer."""
     import redis
@@ -385,6 +469,9 @@ def _banner(
         for lst in listeners:
             label = gw_id if layout else "gateway"
             lines.append(f"  {label:<9} {listener_url(lst)}")
+    for name, service in settings.services.items():
+        public = ", public" if service.public else ""
+        lines.append(f"  service   {name} (stype {service.stype}{public}) x{service.instances}")
     if "web" in main.commands:
         web = settings.web
         lines.append(f"  browser   http://{web.host}:{web.port}/")

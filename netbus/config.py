@@ -10,10 +10,19 @@ from __future__ import annotations
 
 import contextvars
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,6 +34,7 @@ from netbus.errors import ConfigError
 from netbus.protocol.header import HEADER_SIZE, MAX_CMD_BUF
 
 __all__ = [
+    "RESERVED_SERVICE_NAMES",
     "AccountsConfig",
     "CenterConfig",
     "ClusterConfig",
@@ -33,11 +43,13 @@ __all__ = [
     "ListenerConfig",
     "LogConfig",
     "RedisConfig",
+    "ServiceConfig",
     "ServiceRoute",
     "Settings",
     "TalkroomConfig",
     "TlsConfig",
     "WebConfig",
+    "check_target",
     "load_settings",
     "parse_address",
 ]
@@ -135,6 +147,8 @@ class ServiceRoute(_Model):
     stype: int = Field(ge=1, le=0xFFFF)
     addresses: list[str] = Field(min_length=1)
     policy: Literal["hash", "primary"] = "hash"
+    #: players reach this service without logging in (pre-login connections by their key)
+    public: bool = False
 
     @field_validator("addresses")
     @classmethod
@@ -288,6 +302,79 @@ class ClusterConfig(_Model):
     secret_file: str = ".netbus/cluster_secret"
 
 
+#: names a ``[services.<name>]`` table cannot take: the built-in roles of ``netbus up`` and
+#: their routes (a custom service would be confused with them in logs, READY lines, health)
+RESERVED_SERVICE_NAMES = frozenset({"auth", "center", "gateway", "talkroom", "up", "web"})
+_SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+#: ``package.module:attr`` (the attribute may be dotted: ``mod:Class.factory``)
+_DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+_TARGET = re.compile(rf"^{_DOTTED}:{_DOTTED}$")
+
+
+def check_target(value: str) -> str:
+    """``value`` if it is a ``package.module:attr`` import path.
+
+    Raises:
+        ValueError: it is not (the message shows the expected form).
+    """
+    if not _TARGET.match(value):
+        raise ValueError(f"{value!r} is not an import path of the form package.module:attr")
+    return value
+
+
+def _route_host(host: str) -> str:
+    """Where a gateway on this machine reaches a service bound to ``host``."""
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"[{host}]" if ":" in host else host
+
+
+class ServiceConfig(_Model):
+    """``[services.<name>]``: a service of your own, run by ``netbus up`` and routed by the
+    gateway (docs/services.md §9). ``settings`` is free-form: it is handed to the service's
+    class or factory as keyword arguments; every other key is checked here.
+    """
+
+    module: str  #: ``package.module:attr``, what `netbus serve` runs
+    stype: int = Field(ge=1, le=0xFFFF)
+    host: str = "127.0.0.1"  #: where its gateway listener binds
+    port: int = Field(ge=1, le=65535)  #: the first instance's port; instance i: port + i
+    instances: int = Field(1, ge=1, le=64)  #: processes ``netbus up`` starts
+    policy: Literal["hash", "primary"] = "hash"  #: how the gateway spreads users (scaling.md)
+    public: bool = False  #: players reach it without logging in
+    admin_host: str = "127.0.0.1"
+    admin_port: int = Field(0, ge=0, le=65535)  #: instance i: admin_port + i; 0 = free port
+    settings: dict[str, Any] = Field(default_factory=dict)  #: the service's own keys
+
+    _module = field_validator("module")(check_target)
+
+    @model_validator(mode="after")
+    def _ports_fit(self) -> ServiceConfig:
+        last = self.instances - 1
+        if self.port + last > 65535 or (self.admin_port and self.admin_port + last > 65535):
+            raise ValueError(f"{self.instances} instances do not fit below port 65536")
+        return self
+
+    @property
+    def ports(self) -> list[int]:
+        """The gateway port of each instance."""
+        return [self.port + i for i in range(self.instances)]
+
+    @property
+    def admin_ports(self) -> list[int]:
+        """The admin HTTP port of each instance (0: a free one, announced when ready)."""
+        return [self.admin_port + i if self.admin_port else 0 for i in range(self.instances)]
+
+    def route(self) -> ServiceRoute:
+        """The gateway route to this service's instances on this machine."""
+        host = _route_host(self.host)
+        return ServiceRoute(
+            stype=self.stype,
+            addresses=[f"{host}:{port}" for port in self.ports],
+            policy=self.policy,
+            public=self.public,
+        )
+
+
 class LogConfig(_Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_format: bool = Field(False, alias="json")
@@ -306,6 +393,48 @@ class Settings(BaseSettings):
     tls: TlsConfig = TlsConfig()
     cluster: ClusterConfig = ClusterConfig()
     log: LogConfig = LogConfig()
+    #: custom services: ``netbus up`` runs them and the gateway routes to them
+    services: dict[str, ServiceConfig] = Field(default_factory=dict)
+
+    @field_validator("services")
+    @classmethod
+    def _service_names(cls, value: dict[str, ServiceConfig]) -> dict[str, ServiceConfig]:
+        for name in value:
+            if not _SERVICE_NAME.match(name):
+                raise ValueError(
+                    f"service name {name!r}: 1-32 characters of a-z, 0-9, _ and -, "
+                    "starting with a letter"
+                )
+            if name in RESERVED_SERVICE_NAMES:
+                raise ValueError(f"service name {name!r} is taken by a built-in role")
+        return value
+
+    @model_validator(mode="after")
+    def _derive_routes(self) -> Settings:
+        """``[gateway.services]`` gets a route for each ``[services.<name>]`` (one place to
+        edit); an explicit ``[gateway.services.<name>]`` of the same name overrides it."""
+        if not self.services:
+            return self
+        gateway = self.gateway
+        explicit = "services" in gateway.model_fields_set
+        routes = dict(gateway.services)
+        for name, service in self.services.items():
+            given = routes.get(name) if explicit else None
+            if given is None:
+                routes[name] = service.route()
+            elif given.stype != service.stype:
+                raise ValueError(
+                    f"services.{name}.stype is {service.stype} but gateway.services.{name}"
+                    f".stype is {given.stype}"
+                )
+        by_stype: dict[int, str] = {}
+        for name, route in routes.items():
+            other = by_stype.setdefault(route.stype, name)
+            if other != name:
+                raise ValueError(f"services {other!r} and {name!r} share stype {route.stype}")
+        # Settings are frozen: the derived routes replace the section before anyone reads it.
+        object.__setattr__(self, "gateway", gateway.model_copy(update={"services": routes}))
+        return self
 
     @classmethod
     def settings_customise_sources(

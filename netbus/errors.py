@@ -6,6 +6,7 @@
     ├── ProtocolError            a peer broke the wire contract (PROTOCOL.md §2, §3)
     ├── LocalProtocolError       our own code misused an API (also an AssertionError)
     ├── ConfigError              the configuration is invalid (also a ValueError)
+    ├── StartError               a server could not start (port taken, supervisor gone)
     ├── ServiceUnavailable       a request could not reach its service
     │   └── LoginRequired        ... because the connection has not logged in yet
     ├── RequestFailed            the service answered REQUEST_FAILED (unknown command, bad body…)
@@ -39,6 +40,7 @@ __all__ = [
     "RequestRefused",
     "RequestTimeout",
     "ServiceUnavailable",
+    "StartError",
 ]
 
 
@@ -65,6 +67,11 @@ class LocalProtocolError(NetbusError, AssertionError):
 
 class ConfigError(NetbusError, ValueError):
     """The configuration file or environment holds an invalid value."""
+
+
+class StartError(NetbusError):
+    """A server could not start: a port is taken, a TLS file is unreadable, or the
+    ``netbus up`` that started it is already gone. The message says which and why."""
 
 
 class ServiceUnavailable(NetbusError):

@@ -1,6 +1,8 @@
 """Where ``netbus up`` puts each role, and the URLs it prints: pure functions of `Settings`.
 
 `gateway_layout` gives the N gateways of ``netbus up --gateways N`` their ports,
+`service_slots` names the instances of each ``[services.<name>]`` and gives them theirs,
+`launch_plan` is the list of processes ``netbus up`` starts, in order,
 `cluster_health_targets` tells the web role about every one of them, `gateway_client_url`
 is where ``netbus chat --config`` connects, and `chat_command` is the line the banner prints.
 """
@@ -21,11 +23,15 @@ from netbus.errors import ConfigError
 
 __all__ = [
     "GatewaySlot",
+    "Launch",
+    "ServiceSlot",
     "chat_command",
     "cluster_health_targets",
     "gateway_client_url",
     "gateway_layout",
+    "launch_plan",
     "listener_url",
+    "service_slots",
 ]
 
 log = logging.getLogger("netbus.up")
@@ -38,6 +44,29 @@ class GatewaySlot(NamedTuple):
     listeners: list[ListenerConfig]
     admin_port: int | None
     env: dict[str, str]
+
+
+class ServiceSlot(NamedTuple):
+    """One instance of a ``[services.<name>]`` service: one ``netbus serve`` process."""
+
+    role: str  #: its process name: the service name, or ``name.i`` when it has several
+    service: str  #: the ``[services.<name>]`` name
+    instance: int  #: 1 .. instances
+    host: str
+    port: int
+    admin_host: str
+    admin_port: int  #: 0: a free port, announced in its READY line
+
+
+def service_slots(settings: Settings) -> list[ServiceSlot]:
+    """Every instance of every ``[services.<name>]``, in configuration order."""
+    slots = []
+    for name, cfg in settings.services.items():
+        pairs = zip(cfg.ports, cfg.admin_ports, strict=True)
+        for index, (port, admin_port) in enumerate(pairs, start=1):
+            role = name if cfg.instances == 1 else f"{name}.{index}"
+            slots.append(ServiceSlot(role, name, index, cfg.host, port, cfg.admin_host, admin_port))
+    return slots
 
 
 def gateway_layout(settings: Settings, count: int) -> list[GatewaySlot]:
@@ -54,6 +83,8 @@ def gateway_layout(settings: Settings, count: int) -> list[GatewaySlot]:
     reserved.add(settings.web.admin_port)
     for role_cfg in (settings.talkroom, settings.center):
         reserved.add(getattr(role_cfg, "admin_port", 0))
+    for slot in service_slots(settings):
+        reserved |= {slot.port, slot.admin_port}
     reserved.discard(0)
     used: set[int] = set()
     slots: list[GatewaySlot] = []
@@ -82,6 +113,52 @@ def gateway_layout(settings: Settings, count: int) -> list[GatewaySlot]:
             env["NETBUS_GATEWAY__ADMIN_PORT"] = str(admin_k)
         slots.append(GatewaySlot(gw_id, listeners, admin_k, env))
     return slots
+
+
+class Launch(NamedTuple):
+    """One process of ``netbus up``: its name (output prefix), command line, extra env."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+
+
+def launch_plan(
+    settings: Settings,
+    layout: list[GatewaySlot],
+    *,
+    roles: list[str],
+    command: list[str],
+    options: list[str],
+    env: dict[str, str],
+    web_env: dict[str, str],
+) -> list[Launch]:
+    """The processes of ``netbus up``, in start order: each built-in role of ``roles`` as
+    ``command + [role] + options`` (``python -m netbus center --config F --loop L``), every
+    instance of every ``[services.<name>]`` as ``command + ["serve", "--service", name,
+    "--instance", i] + options`` right before the gateway(s), and one gateway per slot of
+    ``layout`` (with the slot's env when there are several).
+    """
+    plan = []
+    for name in roles:
+        if name == "gateway":  # services are up before the gateway, like the built-in ones
+            for slot in service_slots(settings):
+                argv = [*command, "serve", "--service", slot.service]
+                plan.append(
+                    Launch(
+                        slot.role, [*argv, "--instance", str(slot.instance), *options], dict(env)
+                    )
+                )
+            for gw in layout:
+                several = len(layout) > 1
+                gw_env = {**env, **gw.env} if several else dict(env)
+                plan.append(
+                    Launch(gw.id if several else "gateway", [*command, "gateway", *options], gw_env)
+                )
+        else:
+            role_env = dict(web_env) if name == "web" else dict(env)
+            plan.append(Launch(name, [*command, name, *options], role_env))
+    return plan
 
 
 def cluster_health_targets(settings: Settings, layout: list[GatewaySlot]) -> dict[str, str]:

@@ -22,7 +22,13 @@ def _keys(model: type[BaseModel]) -> list[str]:
     return out
 
 
-MODELS = [config.Settings, config.ListenerConfig, config.ServiceRoute, config.LimitsConfig]
+MODELS = [
+    config.Settings,
+    config.ListenerConfig,
+    config.ServiceRoute,
+    config.LimitsConfig,
+    config.ServiceConfig,
+]
 
 
 @pytest.mark.parametrize("key", sorted({k for m in MODELS for k in _keys(m)}))

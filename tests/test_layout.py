@@ -1,5 +1,5 @@
 """netbus/layout.py: which gateway `netbus chat` picks, the chat command `netbus up` prints,
-and the health targets of a cluster with several gateways."""
+the health targets of a cluster with several gateways, and the processes `netbus up` starts."""
 
 from __future__ import annotations
 
@@ -11,7 +11,13 @@ import pytest
 
 from netbus.config import ListenerConfig, load_settings
 from netbus.errors import ConfigError
-from netbus.layout import chat_command, cluster_health_targets, gateway_client_url, gateway_layout
+from netbus.layout import (
+    chat_command,
+    cluster_health_targets,
+    gateway_client_url,
+    gateway_layout,
+    launch_plan,
+)
 
 
 def _listeners(*items: ListenerConfig) -> dict[str, object]:
@@ -57,3 +63,57 @@ def test_health_targets_list_every_gateway() -> None:
         "gw2": "http://127.0.0.1:9082",
         "gw3": "http://127.0.0.1:9088",
     }
+
+
+SERVICES = {
+    "services": {
+        "echo": {"module": "m:Echo", "stype": 16, "port": 7090, "admin_port": 7190},
+        "chat": {"module": "m:Chat", "stype": 17, "port": 7095, "instances": 2},
+    }
+}
+UP = ["python", "-m", "netbus"]
+OPTIONS = ["--config", "c.toml", "--loop", "auto"]
+ROLES = ["center", "talkroom", "gateway", "web"]
+
+
+def test_up_starts_services_before_the_gateway_and_keeps_the_builtin_argv() -> None:
+    settings = load_settings(**SERVICES)
+    plan = launch_plan(
+        settings,
+        gateway_layout(settings, 1),
+        roles=ROLES,
+        command=UP,
+        options=OPTIONS,
+        env={"A": "1"},
+        web_env={"W": "1"},
+    )
+    serve = [*UP, "serve", "--service"]
+    assert [(launch.name, launch.argv) for launch in plan] == [
+        ("center", [*UP, "center", *OPTIONS]),
+        ("talkroom", [*UP, "talkroom", *OPTIONS]),
+        ("echo", [*serve, "echo", "--instance", "1", *OPTIONS]),
+        ("chat.1", [*serve, "chat", "--instance", "1", *OPTIONS]),
+        ("chat.2", [*serve, "chat", "--instance", "2", *OPTIONS]),
+        ("gateway", [*UP, "gateway", *OPTIONS]),
+        ("web", [*UP, "web", *OPTIONS]),
+    ]
+    assert [launch.env for launch in plan] == [{"A": "1"}] * 6 + [{"W": "1"}]
+
+
+def test_several_gateways_skip_the_ports_of_services() -> None:
+    settings = load_settings(
+        **SERVICES, gateway={"listeners": [{"port": 7086}, {"port": 7087}], "admin_port": 7180}
+    )
+    slots = gateway_layout(settings, 3)
+    # 7090/7091 (echo), 7095/7096 (chat), admin 7190 (echo) are skipped
+    assert [[lst.port for lst in slot.listeners] for slot in slots] == [
+        [7086, 7087],
+        [7088, 7089],
+        [7092, 7093],
+    ]
+    plan = launch_plan(
+        settings, slots, roles=ROLES, command=UP, options=[], env={}, web_env={}
+    )
+    gateways = [launch for launch in plan if launch.argv[-1] == "gateway"]
+    assert [g.name for g in gateways] == ["gw1", "gw2", "gw3"]
+    assert gateways[1].env["NETBUS_GATEWAY__ID"] == "gw2"

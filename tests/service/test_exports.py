@@ -17,6 +17,7 @@ MODULES = [
     "declare",
     "dispatch",
     "host",
+    "loader",
     "sampling",
     "server",
     "user",
